@@ -1,0 +1,26 @@
+"""Energy accounting for every optimiser under one convention (spec §5–§6)."""
+
+from .conventions import (
+    EnergyConvention,
+    convention_for,
+    is_displacement_form,
+    kinetic,
+    label,
+    register,
+    registered,
+    step_size,
+)
+from .tracker import EnergyTracker, StepRecord
+
+__all__ = [
+    "EnergyConvention",
+    "EnergyTracker",
+    "StepRecord",
+    "convention_for",
+    "is_displacement_form",
+    "kinetic",
+    "label",
+    "register",
+    "registered",
+    "step_size",
+]

@@ -1,0 +1,239 @@
+r"""One energy convention for every optimiser (spec §5).
+
+Every optimiser is read as a discretised, damped Hamiltonian system with a time step ``h`` and a
+diagonal metric; its kinetic energy is a function of its own state:
+
+=============================  ========  ===============================================
+optimiser                      h         kinetic energy K_t
+=============================  ========  ===============================================
+Leapfrog / Euler               dt        ½ Σ m_i ‖p_i‖²
+SGD with momentum (buffer b)   √lr       ½ · lr · ‖b_t‖²
+AdamW / Adam (m̂, v̂ corrected) √lr       ½ · lr · Σ m̂² / (√v̂ + ε)
+plain SGD / GD                 √lr       ½ ‖θ_{t+1} − θ_t‖² / lr   (displacement form)
+=============================  ========  ===============================================
+
+``ΔH_t = K_{t+1} + L_{B_t}(θ_{t+1}) − K_t − L_{B_t}(θ_t)`` with the loss after the step measured
+on the same batch. The step-size axis of a drift plot is ``dt`` for Leapfrog and ``lr`` for the
+baselines (:attr:`EnergyConvention.step_size`).
+
+For the displacement form the displacement of the latest step is recovered from the gradient
+still in ``.grad`` (``θ_{t+1} − θ_t = −lr (g + λ θ_t)``), so read it after ``step`` and before
+``zero_grad``; :class:`~hamopt.energy.EnergyTracker` measures it directly instead.
+
+Register a new optimiser with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.optim import Optimizer
+
+from ..errors import UnregisteredOptimizerError
+
+__all__ = [
+    "EnergyConvention",
+    "convention_for",
+    "kinetic",
+    "register",
+    "registered",
+    "step_size",
+]
+
+
+@dataclass(frozen=True)
+class EnergyConvention:
+    """How to read an optimiser as a Hamiltonian system.
+
+    Attributes:
+        name: short label (``"leapfrog"``, ``"sgd-momentum"``, ...).
+        kinetic: ``optimizer -> float``, the kinetic energy K of the current state.
+        step_size: ``optimizer -> float``, the drift plot's step-size axis (dt or lr) of group 0.
+        time_step: ``optimizer -> float``, the Hamiltonian time step h (dt, or √lr).
+        displacement_form: True when K is defined by the step's displacement
+            (then the tracker measures ``θ_{t+1} − θ_t`` itself).
+        description: the formula, for reports.
+    """
+
+    name: str
+    kinetic: Callable[[Optimizer], float]
+    step_size: Callable[[Optimizer], float]
+    time_step: Callable[[Optimizer], float]
+    displacement_form: bool
+    description: str
+    label: Callable[[Optimizer], str] | None = None
+
+
+_REGISTRY: dict[type, EnergyConvention] = {}
+
+
+def register(cls: type, convention: EnergyConvention) -> None:
+    """Register (or replace) the energy convention of an optimiser class."""
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"register: cls must be a torch.optim.Optimizer subclass, got {cls!r}")
+    _REGISTRY[cls] = convention
+
+
+def registered() -> dict[type, EnergyConvention]:
+    """A copy of the registry."""
+    return dict(_REGISTRY)
+
+
+def convention_for(optimizer: Optimizer) -> EnergyConvention:
+    """The convention of ``optimizer``'s class (or its nearest registered base class)."""
+    for cls in type(optimizer).__mro__:
+        conv = _REGISTRY.get(cls)
+        if conv is not None:
+            return conv
+    names = ", ".join(sorted(c.__name__ for c in _REGISTRY))
+    raise UnregisteredOptimizerError(
+        f"no energy convention is registered for {type(optimizer).__name__} (registered: {names}). "
+        "Register one with hamopt.energy.register(MyOptimizer, hamopt.energy.EnergyConvention("
+        "name=..., kinetic=lambda opt: ..., step_size=lambda opt: ..., time_step=lambda opt: ..., "
+        "displacement_form=False, description=...))"
+    )
+
+
+def kinetic(optimizer: Optimizer) -> float:
+    """Kinetic energy ``K`` of ``optimizer``'s current state under its registered convention."""
+    return convention_for(optimizer).kinetic(optimizer)
+
+
+def step_size(optimizer: Optimizer) -> float:
+    """The step-size axis (dt or lr) of ``optimizer``'s first param group."""
+    return convention_for(optimizer).step_size(optimizer)
+
+
+# ---------------------------------------------------------------------- built-in conventions
+def _lr(group: dict) -> float:
+    lr = group["lr"]
+    return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+
+
+def _first_lr(opt: Optimizer) -> float:
+    return _lr(opt.param_groups[0])
+
+
+def _sqrt_first_lr(opt: Optimizer) -> float:
+    return _first_lr(opt) ** 0.5
+
+
+def _sum64(terms: list[torch.Tensor]) -> float:
+    if not terms:
+        return 0.0
+    device = terms[0].device
+    return float(torch.stack([t.to(device=device, dtype=torch.float64) for t in terms]).sum().item())
+
+
+def _hamiltonian_kinetic(opt: Optimizer) -> float:
+    return opt.kinetic_energy()  # type: ignore[attr-defined]
+
+
+def _sgd_kinetic(opt: Optimizer) -> float:
+    """Momentum: ½ lr ‖b‖². Plain SGD: ½ ‖Δθ‖²/lr with Δθ = −lr (g + λθ_t) from ``.grad``."""
+    terms = []
+    with torch.no_grad():
+        for group in opt.param_groups:
+            lr = _lr(group)
+            wd = float(group.get("weight_decay", 0.0))
+            for p in group["params"]:
+                if group.get("momentum", 0.0):
+                    buf = opt.state.get(p, {}).get("momentum_buffer")
+                    if buf is not None:
+                        terms.append(0.5 * lr * torch.linalg.vector_norm(buf.double()).square())
+                elif p.grad is not None:
+                    g = p.grad.double()
+                    if wd:
+                        theta_t = (p.double() + lr * g) / (1.0 - lr * wd)
+                        g = g + wd * theta_t
+                    terms.append(0.5 * lr * torch.linalg.vector_norm(g).square())
+    return _sum64(terms)
+
+
+def _adam_kinetic(opt: Optimizer) -> float:
+    """½ lr Σ m̂² / (√v̂ + ε) with torch's bias corrections (``max_exp_avg_sq`` under amsgrad)."""
+    terms = []
+    with torch.no_grad():
+        for group in opt.param_groups:
+            lr = _lr(group)
+            beta1, beta2 = (float(b) for b in group["betas"])
+            eps = float(group["eps"])
+            for p in group["params"]:
+                st = opt.state.get(p)
+                if not st or "exp_avg" not in st:
+                    continue
+                step = float(st["step"])
+                m_hat = st["exp_avg"].double() / (1.0 - beta1**step)
+                v = st["max_exp_avg_sq"] if group.get("amsgrad") else st["exp_avg_sq"]
+                v_hat = v.double() / (1.0 - beta2**step)
+                terms.append(0.5 * lr * (m_hat.square() / (v_hat.sqrt() + eps)).sum())
+    return _sum64(terms)
+
+
+def _sgd_label(opt: Optimizer) -> str:
+    return "sgd-momentum" if opt.param_groups[0].get("momentum", 0.0) else "sgd"
+
+
+def _sgd_displacement(opt: Optimizer) -> bool:
+    return not opt.param_groups[0].get("momentum", 0.0)
+
+
+SGD_CONVENTION = EnergyConvention(
+    name="sgd",
+    kinetic=_sgd_kinetic,
+    step_size=_first_lr,
+    time_step=_sqrt_first_lr,
+    displacement_form=False,  # decided per instance by is_displacement_form()
+    description="momentum: K = ½·lr·‖b‖², h = √lr; plain: K = ½‖θ_{t+1}−θ_t‖²/lr, h = √lr",
+    label=_sgd_label,
+)
+
+ADAM_CONVENTION = EnergyConvention(
+    name="adam",
+    kinetic=_adam_kinetic,
+    step_size=_first_lr,
+    time_step=_sqrt_first_lr,
+    displacement_form=False,
+    description="K = ½·lr·Σ m̂²/(√v̂+ε) (bias-corrected), h = √lr",
+)
+
+
+def is_displacement_form(optimizer: Optimizer) -> bool:
+    """True when ``optimizer``'s K is the displacement form (plain SGD, or a convention that says so)."""
+    conv = convention_for(optimizer)
+    if conv is SGD_CONVENTION:
+        return _sgd_displacement(optimizer)
+    return conv.displacement_form
+
+
+def label(optimizer: Optimizer) -> str:
+    """A short name for the optimiser under its convention (``"sgd-momentum"``, ``"adamw"``...)."""
+    conv = convention_for(optimizer)
+    if conv.label is not None:
+        return conv.label(optimizer)
+    return conv.name
+
+
+def _register_builtins() -> None:
+    from ..optim import Euler, Leapfrog
+
+    for cls, name in ((Leapfrog, "leapfrog"), (Euler, "euler")):
+        register(
+            cls,
+            EnergyConvention(
+                name=name,
+                kinetic=_hamiltonian_kinetic,
+                step_size=_first_lr,
+                time_step=_first_lr,
+                displacement_form=False,
+                description="K = ½ Σ m_i ‖p_i‖², h = dt",
+            ),
+        )
+    register(torch.optim.SGD, SGD_CONVENTION)
+    register(torch.optim.Adam, ADAM_CONVENTION)
+    register(torch.optim.AdamW, EnergyConvention(**{**ADAM_CONVENTION.__dict__, "name": "adamw"}))
+
+
+_register_builtins()

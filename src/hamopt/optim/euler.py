@@ -1,0 +1,66 @@
+r"""The explicit (first-order) Euler integrator of the same Hamiltonian as :class:`Leapfrog`.
+
+One step of size ``dt`` with damping ``γ``::
+
+    θ_{t+1} = θ_t + dt · M⁻¹ p_t
+    p_{t+1} = e^{-γ dt} p_t − dt ∇L(θ_t)
+
+It is neither symplectic nor reversible: its energy drifts secularly (O(dt) per unit time) and a
+momentum-flip round trip does not return to θ_0. It exists as the reference the leapfrog's
+reversibility and drift are compared against. Same options, modes, stats and cap as Leapfrog;
+in exact mode the second closure call only measures ``L(θ_{t+1})`` on the same batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+
+from . import kernels
+from .hamiltonian import HamiltonianOptimizer, _Group
+
+__all__ = ["Euler"]
+
+
+class Euler(HamiltonianOptimizer):
+    """Explicit Euler integrator of ``H = ½ Σ m_i ‖p_i‖² + L(θ)``; arguments as :class:`Leapfrog`."""
+
+    _name = "Euler"
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor,
+        *,
+        gamma: float = 1e-3,
+        mass: Any = "fan_in",
+        mass_clip: tuple[float, float] = (0.125, 8.0),
+        cap: float | None = 2.0,
+        mode: str = "exact",
+        foreach: bool | None = None,
+        track_energy: bool = True,
+    ) -> None:
+        super().__init__(
+            params, lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode,
+            foreach=foreach, track_energy=track_energy,
+        )
+
+    def _euler_update(self, groups: list[_Group]) -> None:
+        fe = self._foreach()
+        for g in groups:
+            kernels.drift(g.params, g.moms, g.inv_masses, h=g.dt, foreach=fe)
+            kernels.kick(g.moms, g.grads, decay=math.exp(-g.gamma * g.dt), coeff=g.dt, foreach=fe)
+
+    def _exact_first_half(self, groups: list[_Group]) -> None:
+        self._euler_update(groups)
+
+    def _exact_second_half(self, groups: list[_Group]) -> None:
+        """Nothing: the gradient at θ_{t+1} is not used by an explicit Euler step."""
+
+    def _streaming_complete(self, groups: list[_Group]) -> None:
+        """Nothing: the stored momentum is already the full-step p_t."""
+
+    def _streaming_advance(self, groups: list[_Group], *, completed: bool) -> None:
+        self._euler_update(groups)

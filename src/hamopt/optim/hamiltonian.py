@@ -1,0 +1,463 @@
+r"""Shared machinery of the integrators of ``H(θ, p) = ½ Σ_i m_i ‖p_i‖² + L(θ)``.
+
+:class:`HamiltonianOptimizer` owns what :class:`~hamopt.optim.Leapfrog` and
+:class:`~hamopt.optim.Euler` have in common: option validation per param group, momentum state,
+the inverse-mass rule, the energy reference ``H0`` and the energy cap, the non-finite guard, the
+per-step ``stats`` and a ``state_dict`` that carries every scalar of the dynamics.
+
+State layout (``torch.optim`` conventions):
+
+* ``opt.state[param] == {"momentum": p}`` — exactly one tensor shaped like the parameter.
+* ``opt.state["hamopt"]`` — optimiser-wide scalars: ``step``, ``H0``, ``H_last``,
+  ``cap_engagements``, and in streaming mode ``pending`` (the stored momentum is the half-step
+  ``p_{t+½}`` and its closing half-kick waits for the next gradient) with ``pending_dt`` (the dt of
+  that half-kick, per param group). ``Optimizer.state_dict`` keeps non-tensor keys as they are, so
+  these survive ``state_dict``/``load_state_dict``, ``torch.save`` and ``deepcopy``.
+
+Energy cap (spec §4): after a step, if ``H > α H0``, ``p ← p · sqrt(max(ε, α H0 − L) / max(ε, K))``
+with ``ε = 1e-12``. The cap and the mode are optimiser-wide (``H`` is one number over all
+parameters); every other option may differ per param group.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..errors import NonFiniteError
+from . import _validation as V
+from . import kernels
+from .mass import inverse_mass, validate_mass
+
+CAP_EPS = 1e-12
+MODES = ("exact", "streaming")
+GLOBAL_OPTIONS = ("mode", "cap", "foreach", "track_energy")
+
+
+@dataclass
+class _Group:
+    """The tensors of one param group that take part in this step."""
+
+    params: list[Tensor]
+    grads: list[Tensor]
+    moms: list[Tensor]
+    inv_masses: list[float]
+    dt: float
+    gamma: float
+    index: int
+
+
+class HamiltonianOptimizer(Optimizer):
+    """Base class: validation, state, energy reference, cap, non-finite guard, stats."""
+
+    _name = "HamiltonianOptimizer"
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor,
+        *,
+        gamma: float = 1e-3,
+        mass: Any = "fan_in",
+        mass_clip: tuple[float, float] = (0.125, 8.0),
+        cap: float | None = 2.0,
+        mode: str = "exact",
+        foreach: bool | None = None,
+        track_energy: bool = True,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            gamma=gamma,
+            mass=mass,
+            mass_clip=mass_clip,
+            cap=cap,
+            mode=mode,
+            foreach=foreach,
+            track_energy=track_energy,
+            differentiable=False,
+        )
+        self._validate_options(defaults, where="")
+        super().__init__(params, defaults)
+        self.state["hamopt"] = self._fresh_global_state()
+        self.stats: dict[str, Any] = self._empty_stats()
+        self._warned_no_loss = False
+
+    # ------------------------------------------------------------------ validation
+    def _validate_options(self, options: dict[str, Any], where: str) -> None:
+        V.check_positive(f"{where}lr", options["lr"])
+        V.check_nonnegative(f"{where}gamma", options["gamma"])
+        clip = validate_mass(options["mass"], options["mass_clip"])
+        options["mass_clip"] = clip
+        cap = options["cap"]
+        if cap is not None:
+            c = V.as_float(f"{where}cap", cap)
+            if not math.isfinite(c) or c <= 1.0:
+                raise ValueError(f"{where}cap must be None (no cap) or a finite number > 1; got {cap!r}")
+        V.check_choice(f"{where}mode", options["mode"], MODES)
+        V.check_optional_bool(f"{where}foreach", options["foreach"])
+        if not isinstance(options["track_energy"], bool):
+            raise TypeError(f"{where}track_energy must be True or False; got {options['track_energy']!r}")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        index = len(self.param_groups) - 1
+        self._validate_options(group, where=f"param_groups[{index}].")
+        V.check_params_supported(group["params"], self._name)
+        first = self.param_groups[0]
+        for key in GLOBAL_OPTIONS:
+            if group[key] != first[key]:
+                raise ValueError(
+                    f"param_groups[{index}].{key}={group[key]!r} differs from the first group's "
+                    f"{first[key]!r}: {key} is optimiser-wide (the energy H is one number over all parameters)"
+                )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("track_energy", True)
+            group.setdefault("differentiable", False)
+        self.state.setdefault("hamopt", self._fresh_global_state())
+        if not hasattr(self, "stats"):
+            self.stats = self._empty_stats()
+        if not hasattr(self, "_warned_no_loss"):
+            self._warned_no_loss = False
+
+    # ------------------------------------------------------------------ state
+    @staticmethod
+    def _fresh_global_state() -> dict[str, Any]:
+        return {
+            "step": 0,
+            "H0": None,
+            "H_last": None,
+            "cap_engagements": 0,
+            "pending": False,
+            "pending_dt": {},
+        }
+
+    @staticmethod
+    def _empty_stats() -> dict[str, Any]:
+        return {
+            "step": None,
+            "mode": None,
+            "loss": None,
+            "loss_after": None,
+            "kinetic_before": None,
+            "kinetic": None,
+            "hamiltonian": None,
+            "delta_h": None,
+            "grad_norm": None,
+            "cap_engaged": False,
+            "cap_engagements": 0,
+        }
+
+    @property
+    def _global(self) -> dict[str, Any]:
+        return self.state["hamopt"]
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["state"]["hamopt"] = copy.deepcopy(sd["state"]["hamopt"])
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        glob = self.state.get("hamopt")
+        fresh = self._fresh_global_state()
+        fresh.update(copy.deepcopy(glob) if isinstance(glob, dict) else {})
+        # JSON-like round trips turn int keys into str: normalise the per-group dt table.
+        fresh["pending_dt"] = {int(k): float(v) for k, v in fresh["pending_dt"].items()}
+        self.state["hamopt"] = fresh
+
+    @property
+    def cap_engagements(self) -> int:
+        """Number of steps on which the energy cap rescaled the momentum."""
+        return int(self._global["cap_engagements"])
+
+    @property
+    def mode(self) -> str:
+        return self.param_groups[0]["mode"]
+
+    # ------------------------------------------------------------------ helpers
+    def _foreach(self) -> bool:
+        flag = self.param_groups[0]["foreach"]
+        if flag is not None:
+            return flag
+        return True  # foreach kernels run on every device torch supports, the CPU included
+
+    def _gather(self) -> list[_Group]:
+        """Tensors with a gradient this step, group by group; momenta created on first use."""
+        groups = []
+        for index, group in enumerate(self.param_groups):
+            params, grads, moms, masses = [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise TypeError(f"{self._name} does not support sparse gradients")
+                state = self.state[p]
+                if "momentum" not in state:
+                    state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                moms.append(state["momentum"])
+                masses.append(inverse_mass(p, group["mass"], group["mass_clip"]))
+            groups.append(
+                _Group(params, grads, moms, masses, V.as_float("lr", group["lr"]), float(group["gamma"]), index)
+            )
+        return groups
+
+    @staticmethod
+    def _refresh_grads(groups: list[_Group]) -> None:
+        """Re-read ``.grad`` after a closure call (``zero_grad`` may have replaced the tensors)."""
+        for g in groups:
+            keep = [i for i, p in enumerate(g.params) if p.grad is not None]
+            if len(keep) != len(g.params):
+                raise RuntimeError(
+                    "exact mode: the second closure call left some parameters without a gradient; "
+                    "both calls must back-propagate the same loss on the same batch"
+                )
+            g.grads = [p.grad for p in g.params]
+
+    def _kinetic(self, groups: list[_Group]) -> Tensor:
+        moms = [m for g in groups for m in g.moms]
+        masses = [m for g in groups for m in g.inv_masses]
+        return kernels.kinetic_energy(moms, masses, foreach=self._foreach())
+
+    def _grad_sq(self, groups: list[_Group]) -> Tensor:
+        return kernels.squared_norm([t for g in groups for t in g.grads], foreach=self._foreach())
+
+    def kinetic_energy(self) -> float:
+        """``K = ½ Σ m_i ‖p_i‖²`` of the stored momenta (in streaming mode: the half-step ones)."""
+        moms, masses = [], []
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state.get(p)
+                if st and "momentum" in st:
+                    moms.append(st["momentum"])
+                    masses.append(inverse_mass(p, group["mass"], group["mass_clip"]))
+        if not moms:
+            return 0.0
+        return float(kernels.kinetic_energy(moms, masses, foreach=self._foreach()).item())
+
+    @staticmethod
+    def _loss_tensor(loss: Any) -> Tensor | None:
+        if loss is None:
+            return None
+        if isinstance(loss, Tensor):
+            if loss.numel() != 1:
+                raise ValueError(f"loss must be a scalar, got a tensor of shape {tuple(loss.shape)}")
+            return loss.detach().reshape(()).to(torch.float64)
+        return torch.tensor(float(loss), dtype=torch.float64)
+
+    def _raise_if_nonfinite(self, loss: float | None, grad_sq: float) -> None:
+        step = self._global["step"]
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteError("loss", step, loss)
+        if not math.isfinite(grad_sq):
+            raise NonFiniteError("gradient", step, math.sqrt(grad_sq) if grad_sq >= 0 else grad_sq,
+                                 "the global gradient norm is not finite")
+
+    def _apply_cap(self, groups: list[_Group], loss: float | None, kinetic: float) -> tuple[bool, float]:
+        """Spec §4. Returns (engaged, kinetic energy after the cap)."""
+        alpha = self.param_groups[0]["cap"]
+        h0 = self._global["H0"]
+        if alpha is None or loss is None or h0 is None:
+            return False, kinetic
+        if kinetic + loss <= alpha * h0:
+            return False, kinetic
+        factor = math.sqrt(max(CAP_EPS, alpha * h0 - loss) / max(CAP_EPS, kinetic))
+        kernels.scale([m for g in groups for m in g.moms], factor, foreach=self._foreach())
+        self._global["cap_engagements"] += 1
+        return True, kinetic * factor * factor
+
+    def _needs_energy(self) -> bool:
+        g = self.param_groups[0]
+        return g["track_energy"] or g["cap"] is not None
+
+    def _finish_stats(self, **values: Any) -> None:
+        stats = self._empty_stats()
+        stats.update(values)
+        stats["mode"] = self.mode
+        stats["cap_engagements"] = self.cap_engagements
+        self.stats = stats
+
+    def _warn_no_loss(self) -> None:
+        if self.param_groups[0]["cap"] is not None and not self._warned_no_loss:
+            warnings.warn(
+                f"{self._name}.step() got neither a closure nor loss=...: the energy cap cannot act and "
+                "loss, hamiltonian and delta_h are None. Pass opt.step(loss=loss) after "
+                "loss.backward(), or cap=None to silence this.",
+                stacklevel=3,
+            )
+            self._warned_no_loss = True
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, *, loss: Any = None) -> Any:
+        """One integrator step; returns the loss at θ_t (the closure's value, or ``loss``).
+
+        Args:
+            closure: re-evaluates the model on the current batch: zero the gradients, compute
+                the loss, ``backward()``, return the loss. Required in ``mode="exact"`` (it is
+                called twice, at θ_t and at θ_{t+1}, and must use the same batch both times).
+            loss: streaming mode without a closure: the loss value already back-propagated
+                (``loss.backward(); opt.step(loss=loss)``). It lets the energy cap act and fills
+                ``loss``, ``hamiltonian`` and ``delta_h`` in ``stats``.
+        """
+        if self.mode == "exact":
+            if closure is None:
+                raise ValueError(
+                    f"{self._name}(mode='exact').step() needs a closure that zeroes the gradients, "
+                    "computes the loss on the current batch, calls backward() and returns the loss "
+                    "(it is called twice per step); use mode='streaming' for a plain "
+                    "loss.backward(); opt.step() loop"
+                )
+            if loss is not None:
+                raise ValueError("pass either closure or loss=, not both")
+            return self._step_exact(closure)
+        if closure is not None:
+            if loss is not None:
+                raise ValueError("pass either closure or loss=, not both")
+            with torch.enable_grad():
+                loss = closure()
+        return self._step_streaming(loss)
+
+    def _call_closure(self, closure: Callable[[], Any]) -> Any:
+        with torch.enable_grad():
+            return closure()
+
+    # ------------------------------------------------------------------ rollback (exact mode)
+    def _snapshot(self, groups: list[_Group]) -> None:
+        """Copy θ and p into scratch buffers so a failed second evaluation can restore them."""
+        params = [t for g in groups for t in g.params]
+        moms = [t for g in groups for t in g.moms]
+        scratch = getattr(self, "_scratch", None)
+        if scratch is None or len(scratch[0]) != len(params) or any(
+            s.shape != p.shape or s.dtype != p.dtype or s.device != p.device for s, p in zip(scratch[0], params)
+        ):
+            scratch = ([torch.empty_like(p) for p in params], [torch.empty_like(m) for m in moms])
+            self._scratch = scratch
+        kernels.copy(scratch[0], params, foreach=self._foreach())
+        kernels.copy(scratch[1], moms, foreach=self._foreach())
+
+    def _restore(self, groups: list[_Group]) -> None:
+        params = [t for g in groups for t in g.params]
+        moms = [t for g in groups for t in g.moms]
+        kernels.copy(params, self._scratch[0], foreach=self._foreach())
+        kernels.copy(moms, self._scratch[1], foreach=self._foreach())
+
+    def _sync(self, *values: Tensor | None) -> list[float | None]:
+        """One host transfer for several 0-d tensors (None passes through)."""
+        present = [v for v in values if v is not None]
+        if not present:
+            return [None] * len(values)
+        device = present[0].device
+        floats = iter(torch.stack([v.to(device=device, dtype=torch.float64) for v in present]).tolist())
+        return [None if v is None else next(floats) for v in values]
+
+    def _step_exact(self, closure: Callable[[], Any]) -> Any:
+        """Exact mode: both gradients of the step on the batch the closure evaluates.
+
+        ``ΔH = H_B(θ_{t+1}, p_{t+1}) − H_B(θ_t, p_t)`` is measured before the cap acts.
+        """
+        glob = self._global
+        loss0 = self._call_closure(closure)
+        l0t = self._loss_tensor(loss0)
+        if l0t is None:
+            raise ValueError(f"{self._name}(mode='exact'): the closure must return the loss")
+        groups = self._gather()
+        l0, gsq0, k0 = self._sync(l0t, self._grad_sq(groups), self._kinetic(groups))
+        self._raise_if_nonfinite(l0, gsq0)
+        if glob["H0"] is None:
+            glob["H0"] = k0 + l0
+        self._snapshot(groups)
+        self._exact_first_half(groups)
+        loss1 = self._call_closure(closure)
+        l1t = self._loss_tensor(loss1)
+        if l1t is None:
+            self._restore(groups)
+            raise ValueError(f"{self._name}(mode='exact'): the closure must return the loss")
+        self._refresh_grads(groups)
+        self._exact_second_half(groups)
+        l1, gsq1, k1 = self._sync(l1t, self._grad_sq(groups), self._kinetic(groups))
+        if not (math.isfinite(l1) and math.isfinite(gsq1) and math.isfinite(k1)):
+            self._restore(groups)
+            what = "loss" if not math.isfinite(l1) else "gradient"
+            raise NonFiniteError(what, glob["step"], l1 if what == "loss" else gsq1,
+                                 "detected at θ_{t+1}; θ_t and p_t were restored")
+        delta_h = (k1 + l1) - (k0 + l0)
+        engaged, k_after = self._apply_cap(groups, l1, k1)
+        glob["H_last"] = k_after + l1
+        self._finish_stats(
+            step=glob["step"], loss=l0, loss_after=l1, kinetic_before=k0, kinetic=k_after, hamiltonian=k_after + l1,
+            delta_h=delta_h, grad_norm=math.sqrt(gsq0), cap_engaged=engaged,
+        )
+        glob["step"] += 1
+        return loss0
+
+    def _step_streaming(self, loss: Any) -> Any:
+        """Streaming mode: one gradient per step, the one already in ``.grad``.
+
+        ``stats`` then describe the state at θ_t with the full-step momentum p_t (after any
+        deferred half-kick): ``kinetic`` and ``hamiltonian`` at (θ_t, p_t) on this call's batch and
+        ``delta_h = H_{B_t}(θ_t, p_t) − H_{B_{t−1}}(θ_{t−1}, p_{t−1})``, the trajectory change of the
+        previous step (None on the first call or without a loss). ``loss_after`` is None.
+        """
+        glob = self._global
+        lt = self._loss_tensor(loss)
+        if lt is None:
+            self._warn_no_loss()
+        groups = self._gather()
+        lval, gsq = self._sync(lt, self._grad_sq(groups))
+        self._raise_if_nonfinite(lval, gsq)
+        energy = self._needs_energy()
+        kinetic = hamiltonian = delta_h = None
+        engaged = False
+        if energy:
+            self._streaming_complete(groups)
+            (kinetic,) = self._sync(self._kinetic(groups))
+            if lval is not None:
+                hamiltonian = kinetic + lval
+                if glob["H0"] is None:
+                    glob["H0"] = hamiltonian
+                if glob["H_last"] is not None:
+                    delta_h = hamiltonian - glob["H_last"]
+                engaged, kinetic = self._apply_cap(groups, lval, kinetic)
+                hamiltonian = kinetic + lval
+                glob["H_last"] = hamiltonian
+            self._streaming_advance(groups, completed=True)
+        else:
+            self._streaming_advance(groups, completed=False)
+        self._finish_stats(
+            step=glob["step"], loss=lval, kinetic=kinetic, hamiltonian=hamiltonian, delta_h=delta_h,
+            grad_norm=math.sqrt(gsq), cap_engaged=engaged,
+        )
+        glob["step"] += 1
+        return loss
+
+    # ------------------------------------------------------------------ integrator hooks
+    def _exact_first_half(self, groups: list[_Group]) -> None:
+        """Exact mode, with ∇L(θ_t) in ``groups``: move (θ_t, p_t) as far as one gradient allows."""
+        raise TypeError(f"{type(self).__name__} does not define _exact_first_half")
+
+    def _exact_second_half(self, groups: list[_Group]) -> None:
+        """Exact mode, with ∇L(θ_{t+1}) in ``groups``: finish p_{t+1}."""
+        raise TypeError(f"{type(self).__name__} does not define _exact_second_half")
+
+    def _streaming_complete(self, groups: list[_Group]) -> None:
+        """Streaming mode: bring the stored momentum to the full step p_t (energy is read next)."""
+        raise TypeError(f"{type(self).__name__} does not define _streaming_complete")
+
+    def _streaming_advance(self, groups: list[_Group], *, completed: bool) -> None:
+        """Streaming mode: advance to the next stored state; ``completed`` says whether
+        :meth:`_streaming_complete` already ran this call."""
+        raise TypeError(f"{type(self).__name__} does not define _streaming_advance")
