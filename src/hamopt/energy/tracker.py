@@ -99,6 +99,8 @@ class EnergyTracker:
         self.convention = C.convention_for(optimizer)
         self.records: list[StepRecord] = []
         self._kinetic_prev: float | None = None
+        # streaming Leapfrog/Euler: the optimiser's own ΔH^traj of the previous step
+        self._streaming_delta: float | None = None
 
     def _closure(self, batch_loss: Callable[[], Tensor], measured: dict[str, float]) -> Callable[[], Tensor]:
         opt = self.optimizer
@@ -144,11 +146,9 @@ class EnergyTracker:
         traj = None
         if prev.delta_h_int is not None and resampling is not None:
             traj = prev.delta_h_int + resampling
-        elif record.mode == "streaming" and self.optimizer_stats_delta is not None:
-            traj = self.optimizer_stats_delta
+        elif record.mode == "streaming":
+            traj = self._streaming_delta
         self.records[-1] = replace(prev, resampling=resampling, delta_h_traj=traj)
-
-    optimizer_stats_delta: float | None = None
 
     def _step_hamiltonian(self, closure: Callable[[], Tensor], measured: dict[str, float]) -> StepRecord:
         opt = self.optimizer
@@ -165,7 +165,7 @@ class EnergyTracker:
                 delta_h_int=s["delta_h"], cap_engaged=bool(s["cap_engaged"]),
                 cap_engagements=int(s["cap_engagements"]), grad_norm=float(s["grad_norm"]),
             )
-        self.optimizer_stats_delta = s["delta_h"]
+        self._streaming_delta = s["delta_h"]
         return StepRecord(
             step=s["step"], optimizer=self.convention.name, mode="streaming", step_size=step_size,
             loss=s["loss"], loss_after=None, kinetic_before=s["kinetic"], kinetic=s["kinetic"],
