@@ -59,8 +59,10 @@ class Euler(HamiltonianOptimizer):
     def _exact_second_half(self, groups: list[_Group]) -> None:
         """Nothing: the gradient at θ_{t+1} is not used by an explicit Euler step."""
 
-    def _streaming_complete(self, groups: list[_Group]) -> None:
-        """Nothing: the stored momentum is already the full-step p_t."""
+    def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
+        """The stored momentum is already the full-step p_t: ``½ Σ m ‖p‖²``."""
+        return self._kinetic(groups)
 
-    def _streaming_advance(self, groups: list[_Group], *, completed: bool) -> None:
+    def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
+        kernels.scale([m for g in groups for m in g.moms], cap_factor, foreach=self._foreach())
         self._euler_update(groups)

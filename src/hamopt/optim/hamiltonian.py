@@ -266,18 +266,17 @@ class HamiltonianOptimizer(Optimizer):
             raise NonFiniteError("gradient", step, math.sqrt(grad_sq) if grad_sq >= 0 else grad_sq,
                                  "the global gradient norm is not finite")
 
-    def _apply_cap(self, groups: list[_Group], loss: float | None, kinetic: float) -> tuple[bool, float]:
-        """Spec §4. Returns (engaged, kinetic energy after the cap)."""
+    def _cap_factor(self, loss: float | None, kinetic: float) -> float:
+        """Spec §4: the momentum factor the cap asks for (1.0 when it does not act).
+
+        Counts an engagement when the factor is not 1.
+        """
         alpha = self.param_groups[0]["cap"]
         h0 = self._global["H0"]
-        if alpha is None or loss is None or h0 is None:
-            return False, kinetic
-        if kinetic + loss <= alpha * h0:
-            return False, kinetic
-        factor = math.sqrt(max(CAP_EPS, alpha * h0 - loss) / max(CAP_EPS, kinetic))
-        kernels.scale([m for g in groups for m in g.moms], factor, foreach=self._foreach())
+        if alpha is None or loss is None or h0 is None or kinetic + loss <= alpha * h0:
+            return 1.0
         self._global["cap_engagements"] += 1
-        return True, kinetic * factor * factor
+        return math.sqrt(max(CAP_EPS, alpha * h0 - loss) / max(CAP_EPS, kinetic))
 
     def _needs_energy(self) -> bool:
         g = self.param_groups[0]
@@ -395,7 +394,10 @@ class HamiltonianOptimizer(Optimizer):
             raise NonFiniteError(what, glob["step"], l1 if what == "loss" else gsq1,
                                  "detected at θ_{t+1}; θ_t and p_t were restored")
         delta_h = (k1 + l1) - (k0 + l0)
-        engaged, k_after = self._apply_cap(groups, l1, k1)
+        factor = self._cap_factor(l1, k1)
+        engaged = factor != 1.0
+        kernels.scale([m for g in groups for m in g.moms], factor, foreach=self._foreach())
+        k_after = k1 * factor * factor
         glob["H_last"] = k_after + l1
         self._finish_stats(
             step=glob["step"], loss=l0, loss_after=l1, kinetic_before=k0, kinetic=k_after, hamiltonian=k_after + l1,
@@ -407,39 +409,46 @@ class HamiltonianOptimizer(Optimizer):
     def _step_streaming(self, loss: Any) -> Any:
         """Streaming mode: one gradient per step, the one already in ``.grad``.
 
-        ``stats`` then describe the state at θ_t with the full-step momentum p_t (after any
-        deferred half-kick): ``kinetic`` and ``hamiltonian`` at (θ_t, p_t) on this call's batch and
-        ``delta_h = H_{B_t}(θ_t, p_t) − H_{B_{t−1}}(θ_{t−1}, p_{t−1})``, the trajectory change of the
-        previous step (None on the first call or without a loss). ``loss_after`` is None.
+        Everything the step needs to decide (finiteness, K and H of the full-step state, the cap)
+        is reduced from the untouched tensors and read in ONE host transfer; the update is then a
+        single pass (see :meth:`_streaming_kinetic` and :meth:`_streaming_advance`).
+
+        ``stats`` describe the state at θ_t with the full-step momentum p_t (after any deferred
+        half-kick): ``kinetic`` and ``hamiltonian`` at (θ_t, p_t) on this call's batch after the
+        cap, and ``delta_h = H_{B_t}(θ_t, p_t) − H_{B_{t−1}}(θ_{t−1}, p_{t−1})``, the trajectory
+        change of the previous step (None on the first call or without a loss); ``loss_after``
+        is None.
         """
         glob = self._global
         lt = self._loss_tensor(loss)
         if lt is None:
             self._warn_no_loss()
         groups = self._gather()
-        lval, gsq = self._sync(lt, self._grad_sq(groups))
-        self._raise_if_nonfinite(lval, gsq)
+        fe = self._foreach()
+        grad_sq = [kernels.squared_norms(g.grads, foreach=fe) if g.grads else None for g in groups]
+        present = [v for v in grad_sq if v is not None]
+        gsq_t = torch.stack([v.sum() for v in present]).sum() if present else None
         energy = self._needs_energy()
-        kinetic = hamiltonian = delta_h = None
-        engaged = False
-        if energy:
-            self._streaming_complete(groups)
-            (kinetic,) = self._sync(self._kinetic(groups))
-            if lval is not None:
-                hamiltonian = kinetic + lval
-                if glob["H0"] is None:
-                    glob["H0"] = hamiltonian
-                if glob["H_last"] is not None:
-                    delta_h = hamiltonian - glob["H_last"]
-                engaged, kinetic = self._apply_cap(groups, lval, kinetic)
-                hamiltonian = kinetic + lval
-                glob["H_last"] = hamiltonian
-            self._streaming_advance(groups, completed=True)
-        else:
-            self._streaming_advance(groups, completed=False)
+        kin_t = self._streaming_kinetic(groups, grad_sq) if energy and present else None
+        lval, gsq, kinetic = self._sync(lt, gsq_t, kin_t)
+        gsq = 0.0 if gsq is None else gsq
+        self._raise_if_nonfinite(lval, gsq)
+        hamiltonian = delta_h = None
+        factor = 1.0
+        if kinetic is not None and lval is not None:
+            hamiltonian = kinetic + lval
+            if glob["H0"] is None:
+                glob["H0"] = hamiltonian
+            if glob["H_last"] is not None:
+                delta_h = hamiltonian - glob["H_last"]
+            factor = self._cap_factor(lval, kinetic)
+            kinetic *= factor * factor
+            hamiltonian = kinetic + lval
+            glob["H_last"] = hamiltonian
+        self._streaming_advance(groups, cap_factor=factor)
         self._finish_stats(
             step=glob["step"], loss=lval, kinetic=kinetic, hamiltonian=hamiltonian, delta_h=delta_h,
-            grad_norm=math.sqrt(gsq), cap_engaged=engaged,
+            grad_norm=math.sqrt(gsq), cap_engaged=factor != 1.0,
         )
         glob["step"] += 1
         return loss
@@ -453,11 +462,13 @@ class HamiltonianOptimizer(Optimizer):
         """Exact mode, with ∇L(θ_{t+1}) in ``groups``: finish p_{t+1}."""
         raise TypeError(f"{type(self).__name__} does not define _exact_second_half")
 
-    def _streaming_complete(self, groups: list[_Group]) -> None:
-        """Streaming mode: bring the stored momentum to the full step p_t (energy is read next)."""
-        raise TypeError(f"{type(self).__name__} does not define _streaming_complete")
+    def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
+        """Streaming mode: K of the full-step momentum p_t as a 0-d tensor, computed from the
+        stored state and the gradients without modifying them (``grad_sq[i]`` holds group i's
+        per-tensor ``‖g‖²``)."""
+        raise TypeError(f"{type(self).__name__} does not define _streaming_kinetic")
 
-    def _streaming_advance(self, groups: list[_Group], *, completed: bool) -> None:
-        """Streaming mode: advance to the next stored state; ``completed`` says whether
-        :meth:`_streaming_complete` already ran this call."""
+    def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
+        """Streaming mode: advance the stored state by one step, with p_t scaled by
+        ``cap_factor`` first (1.0 when the cap does not act)."""
         raise TypeError(f"{type(self).__name__} does not define _streaming_advance")

@@ -7,6 +7,7 @@ State: parameters θ_i, momenta p_i (same shapes), one scalar inverse mass m_i p
 * :func:`drift`   ``θ_i ← θ_i + h · m_i · p_i``
 * :func:`kinetic_energy`  ``K = ½ Σ_i m_i ‖p_i‖²`` as a 0-d float64 tensor (no host sync)
 * :func:`squared_norm`    ``Σ_i ‖x_i‖²`` as a 0-d float64 tensor (no host sync)
+* :func:`squared_norms`   ``(‖x_i‖²)_i`` and :func:`dots` ``(⟨x_i, y_i⟩)_i`` as float64 vectors
 * :func:`scale`   ``x_i ← s · x_i``
 
 All reductions use ``torch.linalg.vector_norm`` per tensor (the op ``torch._foreach_norm`` runs
@@ -65,6 +66,22 @@ def _norms(tensors: list[Tensor], foreach: bool) -> list[Tensor]:
 def _stack64(values: list[Tensor]) -> Tensor:
     device = values[0].device
     return torch.stack([v.to(device=device, dtype=torch.float64) for v in values])
+
+
+def squared_norms(tensors: list[Tensor], *, foreach: bool) -> Tensor:
+    """``(‖x_i‖²)_i`` as a float64 vector on the first tensor's device."""
+    return _stack64(_norms(tensors, foreach)).square()
+
+
+def dots(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
+    """``(⟨x_i, y_i⟩)_i`` as a float64 vector, without temporaries for contiguous tensors."""
+    out = []
+    for x, y in zip(xs, ys):
+        if x.is_contiguous() and y.is_contiguous():
+            out.append(torch.dot(x.view(-1), y.view(-1)))
+        else:
+            out.append((x * y).sum())
+    return _stack64(out)
 
 
 def squared_norm(tensors: list[Tensor], *, foreach: bool) -> Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from . import kernels
@@ -50,7 +51,8 @@ class Leapfrog(HamiltonianOptimizer):
         foreach: multi-tensor (``torch._foreach_*``) kernels; ``None`` picks them (they run on the CPU
             too). Both paths give identical numbers.
         track_energy: compute ``K``, ``H`` and ``ΔH`` every step (one reduction and one host sync).
-            With ``False`` and ``cap=None``, streaming mode merges the two half-kicks into one pass.
+            In streaming mode K is obtained from reductions of the untouched state (no extra pass
+            over the momenta), and the update is one merged pass either way.
 
     After each step ``opt.stats`` holds ``step, mode, loss, loss_after, kinetic, hamiltonian,
     delta_h, grad_norm, cap_engaged, cap_engagements`` (floats, None where the mode cannot know one).
@@ -95,26 +97,38 @@ class Leapfrog(HamiltonianOptimizer):
             return None
         return glob["pending_dt"].get(g.index, g.dt)
 
-    def _streaming_complete(self, groups: list[_Group]) -> None:
+    def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
+        """``K(p_t)`` with ``p_t = a₁ p_{t−½} − c₁ g`` (the deferred half-kick) expanded as
+        ``½ Σ m (a₁² ‖p‖² − 2 a₁ c₁ ⟨p, g⟩ + c₁² ‖g‖²)``, so p_t never has to be materialised."""
         fe = self._foreach()
-        for g in groups:
+        terms = []
+        for g, gsq in zip(groups, grad_sq):
+            if gsq is None:
+                continue
+            m = torch.tensor(g.inv_masses, dtype=torch.float64, device=gsq.device)
+            psq = kernels.squared_norms(g.moms, foreach=fe)
             prev = self._pending_dt(g)
-            if prev is not None:
-                kernels.kick(g.moms, g.grads, decay=math.exp(-g.gamma * prev / 2), coeff=prev / 2, foreach=fe)
-        self._global["pending"] = False
+            if prev is None:
+                terms.append(0.5 * torch.dot(m, psq))
+                continue
+            a1, c1 = math.exp(-g.gamma * prev / 2), prev / 2
+            pg = kernels.dots(g.moms, g.grads)
+            terms.append(0.5 * torch.dot(m, a1 * a1 * psq - 2 * a1 * c1 * pg + c1 * c1 * gsq))
+        return torch.stack(terms).sum()
 
-    def _streaming_advance(self, groups: list[_Group], *, completed: bool) -> None:
+    def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
+        """One pass: ``p ← a₂ s (a₁ p − c₁ g) − c₂ g`` (deferred closing half-kick of the previous
+        step, the cap's factor s, this step's opening half-kick), then ``θ ← θ + dt m p``."""
         fe = self._foreach()
         glob = self._global
         for g in groups:
-            decay = math.exp(-g.gamma * g.dt / 2)
-            coeff = g.dt / 2
-            prev = None if completed else self._pending_dt(g)
-            if prev is not None:
-                # closing half-kick of the previous step merged with this step's opening one:
-                # p ← a2 (a1 p − c1 g) − c2 g
-                a1 = math.exp(-g.gamma * prev / 2)
-                decay, coeff = a1 * decay, decay * prev / 2 + coeff
+            a2, c2 = math.exp(-g.gamma * g.dt / 2), g.dt / 2
+            prev = self._pending_dt(g)
+            if prev is None:
+                decay, coeff = a2 * cap_factor, c2
+            else:
+                a1, c1 = math.exp(-g.gamma * prev / 2), prev / 2
+                decay, coeff = a2 * cap_factor * a1, a2 * cap_factor * c1 + c2
             kernels.kick(g.moms, g.grads, decay=decay, coeff=coeff, foreach=fe)
             kernels.drift(g.params, g.moms, g.inv_masses, h=g.dt, foreach=fe)
             glob["pending_dt"][g.index] = g.dt
