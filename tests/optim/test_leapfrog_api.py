@@ -246,6 +246,8 @@ def params():
         ({"lr": 0.1, "mass": "fanin"}, ValueError, "mass must be one of 'fan_in', 'identity'"),
         ({"lr": 0.1, "mode": "fast"}, ValueError, "mode must be one of 'exact', 'streaming'"),
         ({"lr": 0.1, "foreach": 1}, TypeError, "foreach"),
+        ({"lr": 0.1, "check_finite": None}, TypeError, "check_finite must be True or False"),
+        ({"lr": 0.1, "track_energy": "yes"}, TypeError, "track_energy must be True or False"),
     ],
 )
 def test_bad_options(kwargs, exc, pattern):
@@ -323,3 +325,24 @@ def test_exact_mode_second_evaluation_non_finite_restores():
     assert torch.equal(flat(opt.state[p]["momentum"] for p in model.parameters()), moms)
     assert opt.state["hamopt"]["step"] == 2
     assert math.isfinite(opt.kinetic_energy())
+
+
+def test_check_finite_false_skips_reductions_in_lean_streaming():
+    model, loss_fn = tanh_mlp()
+    opt = hamopt.Leapfrog(model.parameters(), lr=0.05, mode="streaming", cap=None, track_energy=False,
+                          check_finite=False)
+    opt.zero_grad()
+    loss_fn().backward()
+    next(model.parameters()).grad[0, 0] = float("nan")
+    opt.step()  # no guard requested: the NaN reaches the parameters, as with torch.optim.SGD
+    assert opt.stats["grad_norm"] is None
+    assert torch.isnan(next(model.parameters())).any()
+    # with energy bookkeeping the norm is reduced anyway, so the guard still acts
+    model, loss_fn = tanh_mlp()
+    opt = hamopt.Leapfrog(model.parameters(), lr=0.05, mode="streaming", check_finite=False)
+    opt.zero_grad()
+    loss = loss_fn()
+    loss.backward()
+    next(model.parameters()).grad[0, 0] = float("inf")
+    with pytest.raises(NonFiniteError):
+        opt.step(loss=loss)

@@ -41,10 +41,11 @@ class Euler(HamiltonianOptimizer):
         mode: str = "exact",
         foreach: bool | None = None,
         track_energy: bool = True,
+        check_finite: bool = True,
     ) -> None:
         super().__init__(
             params, lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode,
-            foreach=foreach, track_energy=track_energy,
+            foreach=foreach, track_energy=track_energy, check_finite=check_finite,
         )
 
     def _euler_update(self, groups: list[_Group]) -> None:

@@ -39,7 +39,7 @@ from .mass import inverse_mass, validate_mass
 
 CAP_EPS = 1e-12
 MODES = ("exact", "streaming")
-GLOBAL_OPTIONS = ("mode", "cap", "foreach", "track_energy")
+GLOBAL_OPTIONS = ("mode", "cap", "foreach", "track_energy", "check_finite")
 
 
 @dataclass
@@ -72,6 +72,7 @@ class HamiltonianOptimizer(Optimizer):
         mode: str = "exact",
         foreach: bool | None = None,
         track_energy: bool = True,
+        check_finite: bool = True,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -82,6 +83,7 @@ class HamiltonianOptimizer(Optimizer):
             mode=mode,
             foreach=foreach,
             track_energy=track_energy,
+            check_finite=check_finite,
             differentiable=False,
         )
         self._validate_options(defaults, where="")
@@ -103,8 +105,9 @@ class HamiltonianOptimizer(Optimizer):
                 raise ValueError(f"{where}cap must be None (no cap) or a finite number > 1; got {cap!r}")
         V.check_choice(f"{where}mode", options["mode"], MODES)
         V.check_optional_bool(f"{where}foreach", options["foreach"])
-        if not isinstance(options["track_energy"], bool):
-            raise TypeError(f"{where}track_energy must be True or False; got {options['track_energy']!r}")
+        for flag in ("track_energy", "check_finite"):
+            if not isinstance(options[flag], bool):
+                raise TypeError(f"{where}{flag} must be True or False; got {options[flag]!r}")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -124,6 +127,7 @@ class HamiltonianOptimizer(Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("track_energy", True)
+            group.setdefault("check_finite", True)
             group.setdefault("differentiable", False)
         self.state.setdefault("hamopt", self._fresh_global_state())
         if not hasattr(self, "stats"):
@@ -425,14 +429,14 @@ class HamiltonianOptimizer(Optimizer):
             self._warn_no_loss()
         groups = self._gather()
         fe = self._foreach()
-        grad_sq = [kernels.squared_norms(g.grads, foreach=fe) if g.grads else None for g in groups]
+        energy = self._needs_energy()
+        reduce = energy or self.param_groups[0]["check_finite"]
+        grad_sq = [kernels.squared_norms(g.grads, foreach=fe) if g.grads and reduce else None for g in groups]
         present = [v for v in grad_sq if v is not None]
         gsq_t = torch.stack([v.sum() for v in present]).sum() if present else None
-        energy = self._needs_energy()
         kin_t = self._streaming_kinetic(groups, grad_sq) if energy and present else None
         lval, gsq, kinetic = self._sync(lt, gsq_t, kin_t)
-        gsq = 0.0 if gsq is None else gsq
-        self._raise_if_nonfinite(lval, gsq)
+        self._raise_if_nonfinite(lval, 0.0 if gsq is None else gsq)
         hamiltonian = delta_h = None
         factor = 1.0
         if kinetic is not None and lval is not None:
@@ -448,7 +452,7 @@ class HamiltonianOptimizer(Optimizer):
         self._streaming_advance(groups, cap_factor=factor)
         self._finish_stats(
             step=glob["step"], loss=lval, kinetic=kinetic, hamiltonian=hamiltonian, delta_h=delta_h,
-            grad_norm=math.sqrt(gsq), cap_engaged=factor != 1.0,
+            grad_norm=None if gsq is None else math.sqrt(gsq), cap_engaged=factor != 1.0,
         )
         glob["step"] += 1
         return loss

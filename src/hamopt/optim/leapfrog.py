@@ -53,6 +53,11 @@ class Leapfrog(HamiltonianOptimizer):
         track_energy: compute ``K``, ``H`` and ``ΔH`` every step (one reduction and one host sync).
             In streaming mode K is obtained from reductions of the untouched state (no extra pass
             over the momenta), and the update is one merged pass either way.
+        check_finite: streaming mode: reduce the gradient norm every step and raise
+            :class:`~hamopt.NonFiniteError` before any change when it or the loss is not finite
+            (one read of the gradients and one host sync). ``False`` skips it when nothing else
+            needs the norm (``track_energy=False, cap=None``): then a streaming step does no
+            reduction and no host sync at all, like ``torch.optim.SGD``. Exact mode always checks.
 
     After each step ``opt.stats`` holds ``step, mode, loss, loss_after, kinetic, hamiltonian,
     delta_h, grad_norm, cap_engaged, cap_engagements`` (floats, None where the mode cannot know one).
@@ -72,10 +77,11 @@ class Leapfrog(HamiltonianOptimizer):
         mode: str = "exact",
         foreach: bool | None = None,
         track_energy: bool = True,
+        check_finite: bool = True,
     ) -> None:
         super().__init__(
             params, lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode,
-            foreach=foreach, track_energy=track_energy,
+            foreach=foreach, track_energy=track_energy, check_finite=check_finite,
         )
 
     # exact mode -------------------------------------------------------------
