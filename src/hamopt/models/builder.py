@@ -1,0 +1,111 @@
+r"""Model registry and :func:`build_model`: name → builder, seeded initialisation, memory format.
+
+A builder is a function ``builder(*, num_classes, input_shape, width, depth, activation)`` that
+validates its own options and returns an ``nn.Module``; adding a model is one entry in
+:data:`MODEL_BUILDERS` (or a call to :func:`register_model`).
+
+Channels-last (NHWC) memory format. ``channels_last=None`` uses :data:`CHANNELS_LAST_ON_CPU`,
+which records, per convolutional model, whether NHWC was measured faster than NCHW for a
+training step (forward + backward) on the project's reference CPU. Measured with
+``python -m hamopt.models.measure_channels_last --batch B --rounds R`` (CIFAR shape 3×32×32,
+2 threads, interleaved medians; AMD EPYC, 2 shared cores, torch 2.13.0 CPU, 2026-11-23):
+
+=========  =====  ==========  ==========  ===========
+model      batch  NCHW (ms)   NHWC (ms)   NHWC / NCHW
+=========  =====  ==========  ==========  ===========
+resnet18   32     347.4       303.9       0.875
+resnet20   32     42.0        35.3        0.839
+small_cnn  32     8.5         5.8         0.676
+resnet18   128    4954.3      1521.3      0.307
+resnet20   128    166.8       133.5       0.801
+small_cnn  128    296.2       260.1       0.878
+=========  =====  ==========  ==========  ===========
+
+(R = 10 at batch 32, 5 at batch 128.) NHWC was faster for every convolutional model, so the
+automatic choice is channels-last for them; the MLP has no convolutions and stays NCHW.
+Re-run the command on a different machine before relying on the table there.
+
+A model built channels-last has its 4-D weights in NHWC strides and converts its inputs itself
+(a forward pre-hook calls ``x.contiguous(memory_format=torch.channels_last)``), so callers pass
+ordinary NCHW tensors. Its parameters are then not all contiguous: flatten them with
+``p.reshape(-1)``, not ``p.view(-1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_int
+from .cnn import small_cnn
+from .mlp import mlp
+from .resnet import resnet18, resnet20
+
+ModelBuilder = Callable[..., nn.Module]
+
+MODEL_BUILDERS: dict[str, ModelBuilder] = {
+    "resnet18": resnet18,
+    "resnet20": resnet20,
+    "small_cnn": small_cnn,
+    "mlp": mlp,
+}
+
+# Whether NHWC beat NCHW for forward + backward on the reference CPU (see the table above).
+CHANNELS_LAST_ON_CPU: dict[str, bool] = {"resnet18": False, "resnet20": False, "small_cnn": False, "mlp": False}
+
+
+def register_model(name: str, builder: ModelBuilder, *, channels_last_on_cpu: bool = False) -> None:
+    """Add ``builder`` under ``name`` (which must be new)."""
+    if not isinstance(name, str) or not name or name in MODEL_BUILDERS:
+        raise ValueError(f"name must be a new non-empty string, got {name!r} (taken: {', '.join(MODEL_BUILDERS)})")
+    MODEL_BUILDERS[name] = builder
+    CHANNELS_LAST_ON_CPU[name] = bool(channels_last_on_cpu)
+
+
+def model_names() -> tuple[str, ...]:
+    """Registered model names, in registration order."""
+    return tuple(MODEL_BUILDERS)
+
+
+def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
+    x, *rest = args
+    if isinstance(x, Tensor) and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return (x, *rest)
+
+
+def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...], width: int | None = None,
+                depth: int | None = None, seed: int = 0, channels_last: bool | None = None,
+                activation: str | None = None) -> nn.Module:
+    """Build model ``name`` with parameters initialised from ``seed`` (global RNG untouched).
+
+    ``width``/``depth``/``activation`` default per model (see each module). ``channels_last``:
+    True/False force the memory format; None uses the measured per-model choice.
+    """
+    if name not in MODEL_BUILDERS:
+        raise ValueError(f"name must be one of {', '.join(map(repr, MODEL_BUILDERS))}; got {name!r}")
+    check_int("num_classes", num_classes, 2, 1_000_000, model=name)
+    if (not isinstance(input_shape, (tuple, list)) or not input_shape
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape)):
+        raise ValueError(f"{name}: input_shape must be a non-empty tuple of positive integers, got {input_shape!r}")
+    check_int("seed", seed, 0, 2**63 - 1, model=name)
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise ValueError(f"{name}: channels_last must be True, False or None, got {channels_last!r}")
+    builder = MODEL_BUILDERS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builder(num_classes=num_classes, input_shape=tuple(input_shape), width=width,
+                        depth=depth, activation=activation)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    use_nhwc = CHANNELS_LAST_ON_CPU.get(name, False) if channels_last is None else channels_last
+    if use_nhwc and not has_conv:
+        if channels_last:
+            raise ValueError(f"{name}: channels_last=True applies only to convolutional models")
+        use_nhwc = False
+    if use_nhwc:
+        model = model.to(memory_format=torch.channels_last)
+        model.register_forward_pre_hook(_inputs_channels_last)
+    model.channels_last = use_nhwc
+    return model
