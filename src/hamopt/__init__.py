@@ -4,10 +4,10 @@ Symplectic and energy-conserving optimisers as drop-in ``torch.optim`` replaceme
 dynamics lab that measures the energy of any optimiser under one convention.
 """
 
-from . import energy
+from . import energy, testfunctions
 from .errors import NonFiniteError, UnregisteredOptimizerError
-from .optim import Euler, Leapfrog
+from .optim import BBI, ECDq1, ECDSep, Euler, Leapfrog
 
 __version__ = "0.1.0"
 
-__all__ = ["Euler", "Leapfrog", "NonFiniteError", "UnregisteredOptimizerError", "energy", "__version__"]
+__all__ = ["BBI", "ECDSep", "ECDq1", "Euler", "Leapfrog", "NonFiniteError", "UnregisteredOptimizerError", "energy", "testfunctions", "__version__"]

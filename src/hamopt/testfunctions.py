@@ -9,7 +9,7 @@ batch of points of shape ``(..., dim)`` (no parameter involved), e.g. to draw co
 * :class:`Rosenbrock`: ``Σ_{i<d} 100 (x_{i+1} − x_i²)² + (1 − x_i)²``; minimiser (1, …, 1);
   default start (−1.2, 1, −1.2, 1, …).
 * :class:`Ackley`: ``−20 e^{−0.2 ‖x‖/√d} − e^{mean cos 2πx} + 20 + e``; minimiser 0; default
-  start ``x_i = 2.5``.
+  start ``x_i = 3 cos i`` (i = 1…d; not symmetric, so the dynamics do not stay on a diagonal).
 * :class:`Zakharov`: ``Σ x_i² + S² + S⁴`` with ``S = Σ_i ½ i x_i`` (i = 1…d); minimiser 0; default
   start ``x_i = (−1)^i / 2``.
 
@@ -210,13 +210,15 @@ class Rosenbrock(TestFunction):
 
 class Ackley(TestFunction):
     """``−20 exp(−0.2 ‖x‖/√d) − exp(mean cos 2πx) + 20 + e``; minimum 0 at 0; many local minima
-    near the integer lattice. Default start ``x_i = 2.5`` (between lattice points)."""
+    near the integer lattice. Default start ``x_i = 3 cos i`` (i = 1…d): spread over [−3, 3] and
+    not on a symmetry axis of the function."""
 
     name = "ackley"
 
     @staticmethod
     def default_start(dim: int, dtype: torch.dtype = torch.float32) -> Tensor:
-        return torch.full((dim,), 2.5, dtype=dtype)
+        i = torch.arange(1, dim + 1, dtype=torch.float64)
+        return (3.0 * torch.cos(i)).to(dtype)
 
     def value(self, points: Tensor) -> Tensor:
         return ackley(points)

@@ -231,6 +231,20 @@ def _register_builtins() -> None:
                 description="K = ½ Σ m_i ‖p_i‖², h = dt",
             ),
         )
+    from ..optim import BBI, ECDq1, ECDSep
+
+    for cls, name in ((ECDSep, "ecdsep"), (BBI, "bbi"), (ECDq1, "ecdq1")):
+        register(
+            cls,
+            EnergyConvention(
+                name=name,
+                kinetic=_hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
+                step_size=_first_lr,
+                time_step=_first_lr,
+                displacement_form=True,
+                description="K = ½‖θ_{t+1} − θ_t‖²/lr (displacement form), h = lr",
+            ),
+        )
     register(torch.optim.SGD, SGD_CONVENTION)
     register(torch.optim.Adam, ADAM_CONVENTION)
     register(torch.optim.AdamW, EnergyConvention(**{**ADAM_CONVENTION.__dict__, "name": "adamw"}))

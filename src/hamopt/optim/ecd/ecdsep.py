@@ -1,0 +1,195 @@
+r"""ECDSep: Energy Conserving Descent with a separable Hamiltonian and generalised bounces.
+
+Potential ``F(θ) = L(θ) + ½ λ ‖θ‖² − F0`` and ``V = F^η``. The Hamiltonian
+``H = log(s + ‖p‖²) + η log F`` is separable, and ``(s + ‖p‖²) · V = C`` is its invariant (kept
+here in log form, ``η log F + log(s + ‖p‖²) = log C``, so large η neither overflows nor underflows).
+Its equations of motion are ``θ' = 2p / (s + ‖p‖²)``, ``p' = −η ∇F / F``.
+
+First (non-skipped) step: ``log C = η log F(θ0) + log(s + δE)``; ``p0 = −∇L(θ0) · √(δE) / ‖∇L(θ0)‖``
+(0 when δE = 0 or the gradient is 0); ``P2 = ‖p0‖²``.
+
+Each step with ``F > eps2`` (otherwise skipped: nothing changes, ``stats["skipped"]``):
+
+1. rescale (consEn): ``P2* = C/V − s``; ``c = 1`` if ``|P2* − P2| < eps1``, ``P2* < 0`` or ``P2 = 0``,
+   else ``c = √(P2*/P2)``. ``P2`` is measured from the momenta at the start of the step.
+2. kick: ``p ← c p − Δt η / F · (∇L + λ θ)``; ``P2 = ‖p‖²``.
+3. drift: ``θ ← θ + Δt · 2p / (s + P2)``.
+4. bounce (ν > 0): ``u = p/‖p‖ + ν z``, ``z ~ N(0, I)`` from the optimiser's generator;
+   ``p ← ‖p‖ u/‖u‖`` (norm kept).
+
+Norms and dot products run over all parameters together. ``lr`` (Δt) and ``weight_decay`` may
+differ per param group; every other hyperparameter is optimiser-wide.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import _validation as V
+from . import _common as K
+
+__all__ = ["ECDSep", "bounce_"]
+
+_LOG_MAX = 700.0  # exp() of anything larger overflows a float64
+
+
+def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, generator: torch.Generator,
+            *, foreach: bool) -> None:
+    r"""Norm-keeping random rotation ``p ← ‖p‖ u/‖u‖`` with ``u = p/‖p‖ + ν z``, ``z ~ N(0, I)``.
+
+    Written as ``p ← p + ν ‖p‖ z`` followed by a rescale to ``‖p‖² = p2`` on the device.
+    """
+    K.fill_normal_(noise, generator)
+    K.axpy_(moms, noise, nu * math.sqrt(p2), foreach=foreach)
+    K.renormalise_(moms, p2, foreach=foreach)
+
+
+class ECDSep(K.ECDOptimizer):
+    r"""Energy Conserving Descent with a separable Hamiltonian (see the module docstring).
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: the time step Δt > 0 (per group; LR schedulers act on it).
+        eta: η ≥ 1, the concentration of the measure (``V = F^η``). Required.
+        F0: the expected minimum of the loss (``F = L + ½λ‖θ‖² − F0``).
+        nu: ν ≥ 0, the size of the random bounce (chaos); 0 makes the dynamics deterministic.
+        s: the regularisation switch s ≥ 0 in ``(s + ‖p‖²) V``. If ``s ≠ 1`` the initial energy
+            ``deltaEn`` is forced to 1, as the published code does (a warning says so when another
+            non-zero value was given).
+        deltaEn: δE ≥ 0, the initial ``‖p0‖²`` (extra energy above ``V0``).
+        weight_decay: λ ≥ 0, an L2 term ``½λ‖θ‖²`` inside the potential (per group).
+        consEn: rescale p every step so that the invariant holds exactly.
+        eps1: tolerance below which no rescale is made. eps2: the step is skipped when ``F ≤ eps2``.
+        seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
+        foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+
+    After each ``step(closure)`` ``opt.stats`` holds ``step, loss, potential (F), invariant
+    (η log F + log(s + ‖p‖²) after the rescale), invariant_log_target (log C), invariant_error
+    (|(s + ‖p‖²)V / C − 1| after the rescale), rescale (c), P2, grad_norm, displacement_sq, kinetic,
+    skipped, skip_reason, bounced, skipped_steps, bounces``.
+    """
+
+    _name = "ECDSep"
+    _buffer = "momentum"
+    GLOBAL_OPTIONS = ("eta", "F0", "nu", "s", "deltaEn", "consEn", "eps1", "eps2", "foreach")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor,
+        *,
+        eta: float,
+        F0: float = 0.0,
+        nu: float = 1e-5,
+        s: float = 1.0,
+        deltaEn: float = 0.0,
+        weight_decay: float = 0.0,
+        consEn: bool = True,
+        eps1: float = 1e-10,
+        eps2: float = 1e-40,
+        seed: int | None = None,
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, eta=eta, F0=F0, nu=nu, s=s, deltaEn=deltaEn, weight_decay=weight_decay,
+                        consEn=consEn, eps1=eps1, eps2=eps2, foreach=foreach)
+        super().__init__(params, defaults, seed=seed)
+
+    def _validate_group(self, options: dict[str, Any], where: str) -> None:
+        K.check_common(options, where)
+        V.check_at_least(f"{where}eta", options["eta"], 1.0)
+        K.check_finite(f"{where}F0", options["F0"])
+        V.check_nonnegative(f"{where}nu", options["nu"])
+        s = V.check_nonnegative(f"{where}s", options["s"])
+        delta = V.check_nonnegative(f"{where}deltaEn", options["deltaEn"])
+        if s != 1.0 and delta != 1.0:
+            if delta != 0.0:
+                warnings.warn(f"{where}s={s:g} != 1 forces deltaEn=1 (as the published ECDSep does); "
+                              f"deltaEn={delta:g} is ignored", stacklevel=4)
+            options["deltaEn"] = 1.0
+
+    def _fresh_global_state(self, seed: int) -> dict[str, Any]:
+        glob = super()._fresh_global_state(seed)
+        glob["log_C"] = None
+        return glob
+
+    # ------------------------------------------------------------------ one step
+    def _step(self, loss_t: Tensor) -> None:
+        glob = self._global
+        opt = self.param_groups[0]
+        eta, F0, nu, s = float(opt["eta"]), float(opt["F0"]), float(opt["nu"]), float(opt["s"])
+        delta, cons, eps1, eps2 = float(opt["deltaEn"]), opt["consEn"], float(opt["eps1"]), float(opt["eps2"])
+        fe = self._foreach()
+        groups = self._gather()
+        moms = [m for g in groups for m in g.moms]
+        grads = [t for g in groups for t in g.grads]
+        dev = self._device()
+
+        # sync 1: loss, ½λ‖θ‖², ‖p‖², ‖∇L‖²
+        loss, wd, p2, gsq = K.to_host([loss_t, self._weight_decay_term(groups),
+                                       K.sq_norm(moms, foreach=fe, device=dev),
+                                       K.sq_norm(grads, foreach=fe, device=dev)])
+        self._check_finite(loss, gsq)
+        F = loss + (wd or 0.0) - F0
+        common = dict(loss=loss, potential=F, grad_norm=math.sqrt(gsq))
+        if not moms:
+            self._skip("no parameter has a gradient this step", **common)
+            return
+        if not F > eps2:
+            self._skip(f"F = L + ½λ‖θ‖² − F0 = {F:.6g} ≤ eps2 = {eps2:g}", **common)
+            return
+        log_v = eta * math.log(F)
+        if not glob["initialized"]:
+            glob["log_C"] = log_v + math.log(s + delta)
+            if delta > 0.0 and gsq > 0.0:
+                for m, g in zip(moms, grads):
+                    m.copy_(g)
+                K.scale_(moms, -math.sqrt(delta / gsq), foreach=fe)
+                p2 = delta
+            glob["initialized"] = True
+        log_c = glob["log_C"]
+
+        # 1. rescale
+        c = 1.0
+        if cons and p2 > 0.0:
+            x = log_c - log_v
+            target = math.exp(x) - s if x < _LOG_MAX else math.inf
+            if not (abs(target - p2) < eps1 or target < 0.0):
+                c = math.sqrt(target / p2) if math.isfinite(target) else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX))
+        p2_rescaled = c * c * p2
+        invariant = math.log(s + p2_rescaled) + log_v if s + p2_rescaled > 0 else -math.inf
+        error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
+
+        # 2. kick
+        K.scale_(moms, c, foreach=fe)
+        for g in groups:
+            coef = g.lr * eta / F
+            K.axpy_(g.moms, g.grads, -coef, foreach=fe)
+            if g.weight_decay:
+                K.axpy_(g.moms, g.params, -coef * g.weight_decay, foreach=fe)
+        # sync 2: ‖p‖² per group
+        group_p2 = K.to_host([K.sq_norm(g.moms, foreach=fe, device=dev) for g in groups])
+        p2 = sum(group_p2)
+        if not math.isfinite(p2):
+            raise FloatingPointError(f"ECDSep: ‖p‖² = {p2} after the kick at step {glob['step']}")
+
+        # 3. drift
+        disp = 0.0
+        if s + p2 > 0.0:
+            for g, gp2 in zip(groups, group_p2):
+                h = g.lr * 2.0 / (s + p2)
+                K.axpy_(g.params, g.moms, h, foreach=fe)
+                disp += h * h * gp2
+
+        # 4. bounce
+        bounced = nu > 0.0 and p2 > 0.0
+        if bounced:
+            bounce_(moms, self._noise_buffers(moms), p2, nu, self._generator, foreach=fe)
+            glob["bounces"] += 1
+        glob["P2"] = p2
+        self._finish(invariant=invariant, invariant_log_target=log_c, invariant_error=error, rescale=c,
+                     P2=p2, displacement_sq=disp, bounced=bounced, **common)
