@@ -249,6 +249,22 @@ def non_finite_loss_raises(name: str) -> None:
     with pytest.raises(hamopt.NonFiniteError, match="non-finite loss"):
         opt.step(closure_for(opt, lambda: f() * math.nan))
     assert torch.equal(flat(f.parameters()), before)
+    # a NaN gradient on the very first step: refused before anything is initialised or moved
+    g = function("quadratic", 4)
+    fresh = make(name, g.parameters(), seed=0)
+    start = flat(g.parameters())
+    def nan_grad():
+        fresh.zero_grad(set_to_none=True)
+        loss = g()
+        loss.backward()
+        g.x.grad[0] = math.nan
+        return loss
+
+    with pytest.raises(hamopt.NonFiniteError, match="non-finite gradient"):
+        fresh.step(nan_grad)
+    assert torch.equal(flat(g.parameters()), start)
+    assert not fresh.state["ecd"]["initialized"]
+    assert torch.count_nonzero(fresh.state[g.x][fresh._buffer]) == 0
 
 
 def tracker_reads_it_like_leapfrog(name: str, registered_name: str) -> None:

@@ -176,3 +176,25 @@ def test_zero_gradient_start_does_not_divide_by_zero():
     opt = hamopt.ECDSep(f.parameters(), lr=0.01, eta=1.0, deltaEn=1.0, F0=-1.0, nu=1e-3, seed=0)
     run(opt, f, 3)
     assert torch.all(torch.isfinite(f.x)) and torch.all(torch.isfinite(opt.state[f.x]["momentum"]))
+
+
+# ---------------------------------------------------------------- the benchmark's report
+def test_benchmark_reports_best_loss_against_adamw_and_sgd(monkeypatch):
+    """The spec's comparison with AdamW is a report, not an assertion: check that the benchmark's
+    table runs every optimiser on a test function and formats the result."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_ecd.py"
+    spec = importlib.util.spec_from_file_location("bench_ecd", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script adds bench/ to sys.path
+    monkeypatch.setitem(sys.modules, "bench_ecd", bench)
+    spec.loader.exec_module(bench)
+    cells = bench.best_loss_table(dim=10, steps=5, quick=True, seeds=(0, 1), functions=("rosenbrock",))
+    assert [c.optimiser for c in cells] == list(bench.OPTIMISERS)
+    assert all(math.isfinite(c.mean) and c.runs == 2 for c in cells)
+    text = bench.format_best_loss(cells)
+    for name in bench.OPTIMISERS:
+        assert f"| {name} |" in text

@@ -115,26 +115,31 @@ class ECDq1(K.ECDOptimizer):
         d = sum(g.numel for g in groups)
         if vels and d < 2:
             raise ValueError(f"ECDq1 needs at least 2 parameters with a gradient (d/(d−1)); got d = {d}")
-        if vels and not glob["initialized"]:
-            self._init_velocity(vels, grads)
-            glob["initialized"] = True
-
-        # sync 1: loss, ½λ‖θ‖², ‖v‖², ‖∇L‖², ⟨v, G⟩ (global sum or per tensor)
         params = [p for g in groups for p in g.params]
-        if vels:
+
+        def v_dependent() -> list[Tensor]:
+            """‖v‖² and ⟨v, G⟩ (the global sum, or one value per tensor)."""
+            if not vels:
+                return [torch.zeros((), dtype=torch.float64, device=dev)]
             vg = K.dots(vels, grads)
             if any(g.weight_decay for g in groups):
                 lam = torch.tensor([g.weight_decay for g in groups for _ in g.params], dtype=torch.float64,
                                    device=vg.device)
                 vg = vg + lam * K.dots(vels, params)
-            vg_host = [vg] if per_tensor else [vg.sum()]
-        else:
-            vg_host = []
-        loss, wd, p2, gsq, *vdots = K.to_host(
-            [loss_t, self._weight_decay_term(groups), K.sq_norm(vels, foreach=fe, device=dev),
-             K.sq_norm(grads, foreach=fe, device=dev)] + vg_host
+            return [K.sq_norm(vels, foreach=fe), vg if per_tensor else vg.sum()]
+
+        # sync 1: loss, ½λ‖θ‖², ‖∇L‖², and once initialised ‖v‖², ⟨v, G⟩
+        first = bool(vels) and not glob["initialized"]
+        loss, wd, gsq, *vvals = K.to_host(
+            [loss_t, self._weight_decay_term(groups), K.sq_norm(grads, foreach=fe, device=dev)]
+            + ([] if first else v_dependent())
         )
         self._check_finite(loss, gsq)
+        if first:  # once, even if this step is skipped below; one extra sync on this step only
+            self._init_velocity(vels, grads)
+            glob["initialized"] = True
+            vvals = K.to_host(v_dependent())
+        p2, *vdots = vvals
         F = loss + (wd or 0.0) - F0
         common = dict(loss=loss, potential=F, grad_norm=math.sqrt(gsq), d=d)
         if not vels:
