@@ -51,7 +51,9 @@ def test_batches_are_a_pure_function_of_seed_and_step(corpus):
     assert torch.equal(x3, b.batch(3)[0])
     assert torch.equal(x3[:, 1:], y3[:, :-1])
     assert x3.dtype == torch.int64 and x3.shape == (4, 16)
-    assert not torch.equal(x3, TextBatches(corpus.train, context=16, batch_size=4, seed=8).batch(3)[0])
+    assert not torch.equal(
+        x3, TextBatches(corpus.train, context=16, batch_size=4, seed=8).batch(3)[0]
+    )
 
 
 def test_validation_windows_are_fixed_and_disjoint(corpus):
@@ -70,8 +72,15 @@ def test_context_longer_than_the_corpus_allows_names_context(tmp_path):
         validation_batches(c.val, context=10, batch_size=2)
 
 
-@pytest.mark.parametrize("kw,name", [(dict(name="web"), "name"), (dict(val_fraction=1.0), "val_fraction"),
-                                     (dict(modules=()), "modules"), (dict(modules=("no_such_module_x",)), "modules")])
+@pytest.mark.parametrize(
+    "kw,name",
+    [
+        (dict(name="web"), "name"),
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(modules=()), "modules"),
+        (dict(modules=("no_such_module_x",)), "modules"),
+    ],
+)
 def test_bad_corpus_arguments(kw, name):
     with pytest.raises((ValueError, FileNotFoundError), match=name):
         load_text_corpus(**kw)
@@ -105,7 +114,9 @@ def test_corrupt_shard_is_refused(tmp_path):
 def test_shard_batches_stay_inside_one_shard(tmp_path):
     write_token_shard(tmp_path / "a.bin", np.full(40, 1))
     write_token_shard(tmp_path / "b.bin", np.full(40, 2))
-    stream = TokenShardBatches(sorted(tmp_path.glob("*.bin")), context=8, batch_size=64, vocab_size=3, seed=1)
+    stream = TokenShardBatches(
+        sorted(tmp_path.glob("*.bin")), context=8, batch_size=64, vocab_size=3, seed=1
+    )
     x, y = stream.batch(0)
     assert x.shape == (64, 8)
     rows = torch.cat([x, y[:, -1:]], 1)

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from hamopt import Leapfrog
-from hamopt.diagnostics.noether import NoetherMonitor, noether_charges, rescale_charges, rescale_pairs
+from hamopt.diagnostics.noether import (
+    NoetherMonitor,
+    noether_charges,
+    rescale_charges,
+    rescale_pairs,
+)
 from hamopt.energy import EnergyTracker
 from hamopt.models.gpt import build_gpt
 
@@ -26,8 +31,17 @@ def one_thread():
 
 
 def model(attention="symmetric", activation="gelu"):
-    return build_gpt("tiny", n_layer=2, n_head=2, width=16, context=16, vocab_size=32, seed=1,
-                     attention=attention, activation=activation).double()
+    return build_gpt(
+        "tiny",
+        n_layer=2,
+        n_head=2,
+        width=16,
+        context=16,
+        vocab_size=32,
+        seed=1,
+        attention=attention,
+        activation=activation,
+    ).double()
 
 
 def batch():
@@ -66,7 +80,9 @@ def deviation(a, b, kind, factor=1.0):
     return float((a.matrices(kind) - factor * b.matrices(kind)).norm())
 
 
-@pytest.mark.parametrize("mass,mode", [("fan_in", "exact"), ("identity", "exact"), ("fan_in", "streaming")])
+@pytest.mark.parametrize(
+    "mass,mode", [("fan_in", "exact"), ("identity", "exact"), ("fan_in", "streaming")]
+)
 def test_symmetric_model_conserves_the_charges_to_rounding(mass, mode):
     first, records = leapfrog_run("symmetric", mass=mass, mode=mode)
     scale = float(first.matrices("qk").norm())
@@ -169,7 +185,11 @@ def test_rescale_charges_of_relu_units():
     fc, proj = pairs[0]
     q = rescale_charges(pairs)[0]
     i = 5
-    expected = fc.weight[i].double().square().sum() + fc.bias[i].double() ** 2 - proj.weight[:, i].double().square().sum()
+    expected = (
+        fc.weight[i].double().square().sum()
+        + fc.bias[i].double() ** 2
+        - proj.weight[:, i].double().square().sum()
+    )
     assert float(q[i]) == pytest.approx(float(expected.detach()))
     # The rescale is a symmetry of the function.
     x = batch()

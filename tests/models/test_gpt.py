@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hamopt.models.gpt import PRESETS, GPT, GPTConfig, build_gpt, gpt_config
+from hamopt.models.gpt import GPT, PRESETS, GPTConfig, build_gpt, gpt_config
 
 
 def small(attention: str = "symmetric", **kw) -> GPT:
@@ -25,7 +25,13 @@ def test_tiny_preset_is_under_one_million_parameters():
     m = build_gpt("tiny")
     assert m.num_parameters() < 1_000_000
     cfg = m.config
-    assert (cfg.n_layer, cfg.n_head, cfg.width, cfg.context, cfg.vocab_size) == (4, 4, 128, 128, 256)
+    assert (cfg.n_layer, cfg.n_head, cfg.width, cfg.context, cfg.vocab_size) == (
+        4,
+        4,
+        128,
+        128,
+        256,
+    )
 
 
 def test_124m_preset_shape_and_parameter_count():
@@ -50,7 +56,7 @@ def test_forward_shapes_and_loss_in_nats():
 
 def test_same_seed_same_weights_and_biases():
     a, b = small("bq+bv"), small("bq+bv")
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
     ba, bb = a.draw_biases(), b.draw_biases()
     assert torch.equal(ba.bq, bb.bq) and torch.equal(ba.bv, bb.bv)
@@ -136,20 +142,33 @@ def rotate_head(m: GPT, layer: int, head: int, kind: str, R: torch.Tensor) -> No
             attn.proj.weight[:, cols] = attn.proj.weight[:, cols] @ R.T
 
 
-@pytest.mark.parametrize("kind,variant,invariant", [
-    ("qk", "symmetric", True), ("vo", "symmetric", True),
-    ("qk", "bq", False), ("vo", "bq", True),
-    ("qk", "bq+bv", False), ("vo", "bq+bv", False),
-])
+@pytest.mark.parametrize(
+    "kind,variant,invariant",
+    [
+        ("qk", "symmetric", True),
+        ("vo", "symmetric", True),
+        ("qk", "bq", False),
+        ("vo", "bq", True),
+        ("qk", "bq+bv", False),
+        ("vo", "bq+bv", False),
+    ],
+)
 def test_head_rotations_are_symmetries_only_without_fixed_biases(kind, variant, invariant):
     m = small(variant)
     with torch.no_grad():  # non-zero learned biases so that they must rotate too
         for p in m.parameters():
-            p.add_(0.05 * torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(p.numel())))
+            p.add_(
+                0.05
+                * torch.randn(
+                    p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(p.numel())
+                )
+            )
     m.eval()
     x = tokens()
     before, _ = m(x)
-    R, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))
+    R, _ = torch.linalg.qr(
+        torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    )
     rotate_head(m, 1, 0, kind, R)
     after, _ = m(x)
     diff = float((after - before).abs().max())
@@ -168,15 +187,18 @@ def test_relu_and_prelu_options():
     assert not small().blocks[0].mlp.homogeneous
 
 
-@pytest.mark.parametrize("kw,field", [
-    (dict(width=30, n_head=4), "width"),
-    (dict(bq_std=-0.1), "bq_std"),
-    (dict(bv_std=(0.05, -1.0)), "bv_std"),
-    (dict(attention="bk"), "attention"),
-    (dict(activation="tanh"), "activation"),
-    (dict(n_layer=0), "n_layer"),
-    (dict(dropout=1.0), "dropout"),
-])
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        (dict(width=30, n_head=4), "width"),
+        (dict(bq_std=-0.1), "bq_std"),
+        (dict(bv_std=(0.05, -1.0)), "bv_std"),
+        (dict(attention="bk"), "attention"),
+        (dict(activation="tanh"), "activation"),
+        (dict(n_layer=0), "n_layer"),
+        (dict(dropout=1.0), "dropout"),
+    ],
+)
 def test_bad_config_names_the_field(kw, field):
     with pytest.raises((ValueError, TypeError), match=field):
         gpt_config("tiny", **kw)

@@ -62,12 +62,56 @@ __all__ = [
 ]
 
 STDLIB_MODULES: tuple[str, ...] = (
-    "argparse", "ast", "bisect", "calendar", "configparser", "contextlib", "copy", "csv",
-    "dataclasses", "difflib", "dis", "enum", "fnmatch", "fractions", "ftplib", "functools",
-    "getopt", "gettext", "glob", "heapq", "hmac", "inspect", "ipaddress", "locale", "mailbox",
-    "numbers", "operator", "optparse", "os", "pickle", "pprint", "queue", "random", "shlex",
-    "shutil", "smtplib", "socket", "statistics", "string", "subprocess", "tarfile", "tempfile",
-    "textwrap", "threading", "tokenize", "traceback", "typing", "uuid", "warnings", "weakref",
+    "argparse",
+    "ast",
+    "bisect",
+    "calendar",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "difflib",
+    "dis",
+    "enum",
+    "fnmatch",
+    "fractions",
+    "ftplib",
+    "functools",
+    "getopt",
+    "gettext",
+    "glob",
+    "heapq",
+    "hmac",
+    "inspect",
+    "ipaddress",
+    "locale",
+    "mailbox",
+    "numbers",
+    "operator",
+    "optparse",
+    "os",
+    "pickle",
+    "pprint",
+    "queue",
+    "random",
+    "shlex",
+    "shutil",
+    "smtplib",
+    "socket",
+    "statistics",
+    "string",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "tokenize",
+    "traceback",
+    "typing",
+    "uuid",
+    "warnings",
+    "weakref",
     "zipfile",
 )
 
@@ -79,7 +123,12 @@ HEADER_BYTES = 4 * HEADER_INTS
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
     return value
@@ -105,9 +154,16 @@ class TextCorpus:
     def manifest(self) -> dict[str, object]:
         """What a run manifest should record to identify the data exactly."""
         return {
-            "corpus": self.name, "sha256": self.sha256, "source": self.source, "files": list(self.files),
-            "python_version": self.python_version, "bytes": self.size, "train_bytes": int(self.train.numel()),
-            "val_bytes": int(self.val.numel()), "vocab_size": self.vocab_size, "token": "byte",
+            "corpus": self.name,
+            "sha256": self.sha256,
+            "source": self.source,
+            "files": list(self.files),
+            "python_version": self.python_version,
+            "bytes": self.size,
+            "train_bytes": int(self.train.numel()),
+            "val_bytes": int(self.val.numel()),
+            "vocab_size": self.vocab_size,
+            "token": "byte",
         }
 
 
@@ -141,16 +197,27 @@ def _user_files(path: str | os.PathLike) -> list[Path]:
     raise FileNotFoundError(f"path={str(p)!r} does not exist")
 
 
-def load_text_corpus(name: str = "stdlib", *, path: str | os.PathLike | None = None,
-                     modules: Sequence[str] = STDLIB_MODULES, val_fraction: float = 0.1) -> TextCorpus:
-    """The byte corpus ``name`` (``"stdlib"`` or ``"files"`` with ``path``), split train/validation."""
-    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0.0 < val_fraction < 1.0:
+def load_text_corpus(
+    name: str = "stdlib",
+    *,
+    path: str | os.PathLike | None = None,
+    modules: Sequence[str] = STDLIB_MODULES,
+    val_fraction: float = 0.1,
+) -> TextCorpus:
+    """The byte corpus ``name`` (``"stdlib"``, or ``"files"`` with ``path``), split in two."""
+    if (
+        not isinstance(val_fraction, (int, float))
+        or isinstance(val_fraction, bool)
+        or not 0.0 < val_fraction < 1.0
+    ):
         raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction!r}")
     if name == "stdlib":
         if path is not None:
             raise ValueError("path applies only to name='files'")
         if isinstance(modules, str) or not modules:
-            raise ValueError(f"modules must be a non-empty sequence of module names; got {modules!r}")
+            raise ValueError(
+                f"modules must be a non-empty sequence of module names; got {modules!r}"
+            )
         files = _stdlib_files(modules)
         root = Path(sysconfig.get_paths()["stdlib"])
         labels = tuple(str(f.relative_to(root)) for f in files)
@@ -170,8 +237,12 @@ def load_text_corpus(name: str = "stdlib", *, path: str | os.PathLike | None = N
     cut = min(max(cut, 1), len(data) - 1)
     tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return TextCorpus(
-        name=name, train=tokens[:cut].clone(), val=tokens[cut:].clone(),
-        sha256=hashlib.sha256(data).hexdigest(), source=source, files=labels,
+        name=name,
+        train=tokens[:cut].clone(),
+        val=tokens[cut:].clone(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        source=source,
+        files=labels,
         python_version=".".join(map(str, sys.version_info[:3])),
     )
 
@@ -216,8 +287,9 @@ class TextBatches:
             t += 1
 
 
-def validation_batches(tokens: Tensor, *, context: int, batch_size: int,
-                       max_windows: int | None = None) -> list[tuple[Tensor, Tensor]]:
+def validation_batches(
+    tokens: Tensor, *, context: int, batch_size: int, max_windows: int | None = None
+) -> list[tuple[Tensor, Tensor]]:
     """Fixed, non-overlapping windows from the start of ``tokens``, grouped into batches.
 
     Window ``i`` covers tokens ``[i·context, (i+1)·context]``; ``max_windows`` caps their number
@@ -231,7 +303,9 @@ def validation_batches(tokens: Tensor, *, context: int, batch_size: int,
         n = min(n, _check_int("max_windows", max_windows, 1))
     idx = torch.arange(n)[:, None] * context + torch.arange(context + 1)
     win = tokens[idx].long()
-    return [(win[i:i + batch_size, :-1], win[i:i + batch_size, 1:]) for i in range(0, n, batch_size)]
+    return [
+        (win[i : i + batch_size, :-1], win[i : i + batch_size, 1:]) for i in range(0, n, batch_size)
+    ]
 
 
 # ---------------------------------------------------------------------- token shards
@@ -266,14 +340,19 @@ def read_token_shard(path: str | os.PathLike) -> np.ndarray:
             raise ValueError(f"shard {str(p)!r}: truncated header ({size} bytes)")
         version, n = (int(v) for v in np.frombuffer(head[4:12], dtype="<i4"))
         if version != SHARD_VERSION:
-            raise ValueError(f"shard {str(p)!r}: header version {version}, expected {SHARD_VERSION}")
+            raise ValueError(
+                f"shard {str(p)!r}: header version {version}, expected {SHARD_VERSION}"
+            )
         if size != HEADER_BYTES + 2 * n:
             raise ValueError(
-                f"shard {str(p)!r}: header says {n} tokens ({HEADER_BYTES + 2 * n} bytes) but the file has {size} bytes"
+                f"shard {str(p)!r}: header says {n} tokens ({HEADER_BYTES + 2 * n} bytes) "
+                f"but the file has {size} bytes"
             )
         return np.memmap(p, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(n,))
     if size % 2:
-        raise ValueError(f"shard {str(p)!r}: a raw uint16 shard needs an even size, got {size} bytes")
+        raise ValueError(
+            f"shard {str(p)!r}: a raw uint16 shard needs an even size, got {size} bytes"
+        )
     if size == 0:
         return np.zeros(0, dtype="<u2")
     return np.memmap(p, dtype="<u2", mode="r")
@@ -286,8 +365,15 @@ class TokenShardBatches:
     shards together. Tokens are checked against ``vocab_size`` batch by batch.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], *, context: int, batch_size: int,
-                 vocab_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        context: int,
+        batch_size: int,
+        vocab_size: int,
+        seed: int = 0,
+    ) -> None:
         if isinstance(paths, (str, os.PathLike)) or not paths:
             raise ValueError("paths must be a non-empty list of shard files")
         self.paths = [Path(p) for p in sorted(map(str, paths))]
@@ -313,9 +399,11 @@ class TokenShardBatches:
         picks = torch.randint(0, total, (self.batch_size,), generator=g).numpy()
         shard_idx = np.searchsorted(self._cum, picks, side="right")
         rows = []
-        for pick, s in zip(picks, shard_idx):
+        for pick, s in zip(picks, shard_idx, strict=True):
             offset = int(pick - (self._cum[s - 1] if s > 0 else 0))
-            rows.append(np.asarray(self.shards[s][offset:offset + self.context + 1], dtype=np.int64))
+            rows.append(
+                np.asarray(self.shards[s][offset : offset + self.context + 1], dtype=np.int64)
+            )
         win = torch.from_numpy(np.stack(rows))
         top = int(win.max())
         if top >= self.vocab_size:
@@ -324,5 +412,9 @@ class TokenShardBatches:
 
     def validation(self, *, max_windows: int) -> list[tuple[Tensor, Tensor]]:
         """Fixed non-overlapping windows from the first shard (sorted by name)."""
-        first = torch.from_numpy(np.asarray(self.shards[0][: (max_windows * self.context) + 1], dtype=np.int64))
-        return validation_batches(first, context=self.context, batch_size=self.batch_size, max_windows=max_windows)
+        first = torch.from_numpy(
+            np.asarray(self.shards[0][: (max_windows * self.context) + 1], dtype=np.int64)
+        )
+        return validation_batches(
+            first, context=self.context, batch_size=self.batch_size, max_windows=max_windows
+        )

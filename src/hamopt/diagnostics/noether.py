@@ -126,7 +126,10 @@ def attention_rotation_groups(model: nn.Module) -> list[RotationGroup]:
         for h in range(attn.n_head):
             q, k, v = (slice(o + h * d, o + (h + 1) * d) for o in (0, w, 2 * w))
             qk = [SliceBlock(qkv_w, q), SliceBlock(qkv_w, k)]
-            vo = [SliceBlock(qkv_w, v), SliceBlock(proj_w, slice(h * d, (h + 1) * d), transpose=True)]
+            vo = [
+                SliceBlock(qkv_w, v),
+                SliceBlock(proj_w, slice(h * d, (h + 1) * d), transpose=True),
+            ]
             if qkv_b is not None:
                 qk += [SliceBlock(qkv_b, q), SliceBlock(qkv_b, k)]
                 vo.append(SliceBlock(qkv_b, v))
@@ -143,7 +146,9 @@ def rescale_pairs(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear]]:
 
 
 # ---------------------------------------------------------------------- charges
-def charge_matrix(blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], Tensor]) -> tuple[Tensor, float]:
+def charge_matrix(
+    blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, float]:
     """``J = Σ_b X_b P_bᵀ − P_b X_bᵀ`` (float64, ``d × d``) and the scale ``2 ‖X‖_F ‖P‖_F``
     (``‖J‖_F ≤`` scale, so their ratio is a charge fraction in [0, 1])."""
     s = None
@@ -160,7 +165,7 @@ def charge_matrix(blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], 
 
 
 def rescale_charges(pairs: Sequence[tuple[nn.Linear, nn.Linear]]) -> list[Tensor]:
-    """Per pair, the vector ``Q_i = ‖w_in,i‖² + b_in,i² − ‖w_out,i‖²`` over hidden units (float64)."""
+    """Per pair, the vector ``Q_i = ‖w_in,i‖² + b_in,i² − ‖w_out,i‖²`` over hidden units."""
     out = []
     for fc, proj in pairs:
         q = fc.weight.detach().double().square().sum(1)
@@ -213,7 +218,9 @@ class NoetherRecord:
         charge fractions, per-head norms (lists, layer-major) and the rescale charges' norm."""
         qk_norm, qk_rel = self._total(self.qk)
         vo_norm, vo_rel = self._total(self.vo)
-        resc = torch.cat(list(self.rescale)) if self.rescale else torch.zeros(0, dtype=torch.float64)
+        resc = (
+            torch.cat(list(self.rescale)) if self.rescale else torch.zeros(0, dtype=torch.float64)
+        )
         return {
             "noether_source": self.source,
             "j_qk_norm": qk_norm,
@@ -227,17 +234,26 @@ class NoetherRecord:
         }
 
 
-def noether_charges(model: nn.Module, momentum_of: Callable[[Tensor], Tensor], *, step: int = 0,
-                    source: str = "momentum",
-                    pairs: Sequence[tuple[nn.Linear, nn.Linear]] | None = None) -> NoetherRecord:
+def noether_charges(
+    model: nn.Module,
+    momentum_of: Callable[[Tensor], Tensor],
+    *,
+    step: int = 0,
+    source: str = "momentum",
+    pairs: Sequence[tuple[nn.Linear, nn.Linear]] | None = None,
+) -> NoetherRecord:
     """Charges of ``model`` with the momentum of each parameter given by ``momentum_of(param)``."""
     groups = attention_rotation_groups(model)
     if not groups:
-        raise ValueError("model has no CausalSelfAttention module: there are no rotation charges to measure")
+        raise ValueError(
+            "model has no CausalSelfAttention module: there are no rotation charges to measure"
+        )
     qk, vo = [], []
     for g in groups:
         matrix, scale = charge_matrix(g.blocks, momentum_of)
-        hc = HeadCharge(g.layer, g.head, g.kind, matrix, float(torch.linalg.matrix_norm(matrix)), scale)
+        hc = HeadCharge(
+            g.layer, g.head, g.kind, matrix, float(torch.linalg.matrix_norm(matrix)), scale
+        )
         (qk if g.kind == "qk" else vo).append(hc)
     pairs = rescale_pairs(model) if pairs is None else pairs
     return NoetherRecord(step, source, tuple(qk), tuple(vo), tuple(rescale_charges(pairs)))
@@ -269,17 +285,13 @@ def _state_momentum(opt: Optimizer) -> Callable[[Tensor], Tensor]:
 def _sgd_momentum(opt: Optimizer) -> Callable[[Tensor], Tensor] | None:
     if not all(g.get("momentum", 0.0) for g in opt.param_groups):
         return None
-    factor = {}
-    for g in opt.param_groups:
-        root = -math.sqrt(C._lr(g))
-        for p in g["params"]:
-            factor[p] = root
+    group_of = {p: g for g in opt.param_groups for p in g["params"]}
 
     def read(p: Tensor) -> Tensor:
         buf = opt.state.get(p, {}).get("momentum_buffer")
         if buf is None:
             return torch.zeros_like(p)
-        return buf * factor[p]
+        return buf * -math.sqrt(C._lr(group_of[p]))  # the lr of now (schedulers change it)
 
     return read
 
@@ -304,24 +316,36 @@ class NoetherMonitor:
         model: contains :class:`~hamopt.models.gpt.CausalSelfAttention` modules.
         optimizer: any optimiser registered in :mod:`hamopt.energy`.
         source: ``"auto"``, ``"momentum"`` or ``"displacement"`` (see the module docstring).
-        pairs: ``(fc, proj)`` Linear pairs for rescale charges; default: the model's ReLU/PReLU MLPs.
+        pairs: ``(fc, proj)`` Linear pairs for rescale charges (default: the ReLU/PReLU MLPs).
 
     Use ``monitor.before_step(); opt.step(...); record = monitor.after_step()`` or, next to the
     energy record, ``energy_record, charges = monitor.step(tracker, batch_loss)``.
     """
 
-    def __init__(self, model: nn.Module, optimizer: Optimizer, *, source: str = "auto",
-                 pairs: Sequence[tuple[nn.Linear, nn.Linear]] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Optimizer,
+        *,
+        source: str = "auto",
+        pairs: Sequence[tuple[nn.Linear, nn.Linear]] | None = None,
+    ) -> None:
         if source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}; got {source!r}")
+            raise ValueError(
+                f"source must be one of {', '.join(map(repr, SOURCES))}; got {source!r}"
+            )
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}"
+            )
         self.model = model
         self.optimizer = optimizer
         self.convention = C.convention_for(optimizer)
         self.groups = attention_rotation_groups(model)
         if not self.groups:
-            raise ValueError("model has no CausalSelfAttention module: there are no rotation charges to measure")
+            raise ValueError(
+                "model has no CausalSelfAttention module: there are no rotation charges to measure"
+            )
         self.pairs = rescale_pairs(model) if pairs is None else list(pairs)
         reader = momentum_reader(optimizer)
         if source == "momentum" and reader is None:
@@ -330,7 +354,11 @@ class NoetherMonitor:
                 f"(energy convention {C.label(optimizer)!r}) keeps none; use source='displacement' "
                 "(P = (θ_{t+1} − θ_t)/h) or source='auto'"
             )
-        self.source = "momentum" if (source == "momentum" or (source == "auto" and reader is not None)) else "displacement"
+        self.source = (
+            "momentum"
+            if (source == "momentum" or (source == "auto" and reader is not None))
+            else "displacement"
+        )
         self._reader = reader
         self._params = list({id(b.param): b.param for g in self.groups for b in g.blocks}.items())
         self._before: dict[int, Tensor] | None = None
@@ -350,7 +378,7 @@ class NoetherMonitor:
             if self._before is None:
                 raise RuntimeError(
                     "source='displacement' has no displacement to read: call before_step() before "
-                    "optimizer.step() (or use an optimiser with momentum state and source='momentum')"
+                    "optimizer.step() (or an optimiser with momentum state and source='momentum')"
                 )
             h = float(self.convention.time_step(self.optimizer))
             before = self._before
@@ -359,8 +387,13 @@ class NoetherMonitor:
                 return (p.detach() - before[id(p)]) / h
 
         assert momentum_of is not None
-        return noether_charges(self.model, momentum_of, step=self._steps if step is None else step,
-                               source=self.source, pairs=self.pairs)
+        return noether_charges(
+            self.model,
+            momentum_of,
+            step=self._steps if step is None else step,
+            source=self.source,
+            pairs=self.pairs,
+        )
 
     def after_step(self) -> NoetherRecord:
         """The charges after the step just taken; appended to :attr:`records`."""

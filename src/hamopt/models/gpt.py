@@ -64,7 +64,9 @@ ACTIVATIONS = ("gelu", "relu", "prelu")
 def _std_pair(name: str, value: Any) -> tuple[float, float]:
     """A std given as a number (constant) or a (low, high) pair (``linspace(low, high, d)``)."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number >= 0 or a pair (low, high) of numbers >= 0; got {value!r}")
+        raise TypeError(
+            f"{name} must be a number >= 0 or a pair (low, high) of numbers >= 0; got {value!r}"
+        )
     if isinstance(value, (int, float)):
         pair = (float(value), float(value))
     else:
@@ -120,10 +122,14 @@ class GPTConfig:
                 f"(head dimension = width / n_head)"
             )
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}; got {self.activation!r}")
+            raise ValueError(
+                f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}; "
+                f"got {self.activation!r}"
+            )
         if self.attention not in ATTENTION_VARIANTS:
             raise ValueError(
-                f"attention must be one of {', '.join(map(repr, ATTENTION_VARIANTS))}; got {self.attention!r}"
+                f"attention must be one of {', '.join(map(repr, ATTENTION_VARIANTS))}; "
+                f"got {self.attention!r}"
             )
         object.__setattr__(self, "bq_std", _std_pair("bq_std", self.bq_std))
         object.__setattr__(self, "bv_std", _std_pair("bv_std", self.bv_std))
@@ -134,7 +140,11 @@ class GPTConfig:
             object.__setattr__(self, name, float(v))
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
-        if not (isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std) and self.init_std > 0):
+        if not (
+            isinstance(self.init_std, (int, float))
+            and math.isfinite(self.init_std)
+            and self.init_std > 0
+        ):
             raise ValueError(f"init_std must be finite and > 0; got {self.init_std!r}")
 
     @property
@@ -327,7 +337,9 @@ class GPT(nn.Module):
             raise ValueError(f"idx must have shape (batch, time); got {tuple(idx.shape)}")
         b, t = idx.shape
         if t > self.config.context:
-            raise ValueError(f"sequence length {t} exceeds the model's context={self.config.context}")
+            raise ValueError(
+                f"sequence length {t} exceeds the model's context={self.config.context}"
+            )
         if biases is None:
             biases = self.draw_biases() if self.training else self.mean_biases()
         pos = torch.arange(t, device=idx.device)
@@ -358,16 +370,27 @@ def build_gpt(preset: str = "tiny", *, seed: int = 0, **overrides: Any) -> GPT:
     return GPT(gpt_config(preset, **overrides), seed=seed)
 
 
-def _registry_builder(*, num_classes: int, input_shape: tuple[int, ...], width: int | None,
-                      depth: int | None, activation: str | None) -> GPT:
+def _registry_builder(
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    width: int | None,
+    depth: int | None,
+    activation: str | None,
+) -> GPT:
     """``build_model("gpt", ...)``: vocabulary = ``num_classes``, context = ``input_shape[0]``,
     ``width`` (default 128, 4 heads when divisible by 4, else 1), ``depth`` = layers (default 4).
     The seed comes from the global RNG, which :func:`~hamopt.models.build_model` seeds."""
     w = 128 if width is None else width
     seed = int(torch.randint(0, 2**62, (1,)).item())
     return build_gpt(
-        "tiny", seed=seed, vocab_size=num_classes, context=int(input_shape[0]), width=w,
-        n_head=4 if w % 4 == 0 else 1, n_layer=4 if depth is None else depth,
+        "tiny",
+        seed=seed,
+        vocab_size=num_classes,
+        context=int(input_shape[0]),
+        width=w,
+        n_head=4 if w % 4 == 0 else 1,
+        n_layer=4 if depth is None else depth,
         activation=activation or "gelu",
     )
 
