@@ -13,7 +13,12 @@ import sys
 from collections.abc import Sequence
 
 # Sub-command modules, in the order ``hamopt --help`` lists them.
-COMMAND_MODULES = ("hamopt.cli.quickdemo",)
+COMMAND_MODULES = (
+    "hamopt.cli.quickdemo",
+    "hamopt.cli.sweep",
+    "hamopt.cli.reproduce",
+    "hamopt.cli.report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

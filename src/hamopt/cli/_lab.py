@@ -1,0 +1,61 @@
+"""Shared helpers of the lab's sub-commands: error reporting and the sweep summary."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def lab_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix: printed as one clear line, exit status 2."""
+    from ..experiments.spec import SpecError
+    from ..experiments.store import CorruptRunError, OutputDirError, SpecMismatchError
+
+    return (
+        SpecError,
+        OutputDirError,
+        SpecMismatchError,
+        CorruptRunError,
+        FileNotFoundError,
+        PermissionError,
+    )
+
+
+def guarded(prog: str, fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except lab_errors() as exc:
+        print(f"hamopt {prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def print_summary(summary: Any) -> None:
+    print(
+        f"{summary.planned} runs planned, {summary.skipped} already done, {summary.completed} completed, "
+        f"{summary.diverged} diverged, {summary.failed} failed in {summary.wall_time_s:.1f} s -> {summary.out}",
+        file=sys.stderr,
+    )
+
+
+def print_table(path: Any) -> None:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    head = f"{'optimizer':<20}{'band':<6}{'drift':<11}{'n':>3}{'slope':>9}{'95% CI':>22}{'R2':>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+
+        def f(k: str) -> str:
+            try:
+                return f"{float(r[k]):+.3f}"
+            except ValueError:
+                return "n/a"
+
+        ci = f"[{f('ci_low')}, {f('ci_high')}]"
+        r2 = f"{float(r['r2']):.2f}" if r["r2"] not in ("", "nan") else "n/a"
+        print(
+            f"{r['optimizer']:<20}{r['band']:<6}{r['drift']:<11}{r['n']:>3}{f('slope'):>9}{ci:>22}{r2:>7}"
+        )

@@ -1,0 +1,140 @@
+r"""The report of a sweep directory: analysis tables, PNG figures, a self-contained HTML page.
+
+:func:`write_report` (``hamopt report DIR``) reads ``DIR``'s runs, writes ``drift.csv``,
+``table.csv``, ``decomposition.csv``, ``cap.csv``, ``ablations.csv``, ``timing.csv``, the figures
+under ``figures/``, ``catalog.duckdb`` and ``report.html`` (figures embedded, opens offline), which
+sets each claim of the reference study beside what was measured, with a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .claims import Claim, evaluate_claims
+
+__all__ = ["Claim", "ReportFiles", "evaluate_claims", "write_report"]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths written by :func:`write_report` and the claim verdicts."""
+
+    html: Path
+    table: Path
+    figures: tuple[Path, ...]
+    claims: tuple[Claim, ...]
+
+
+def _ablation_series(out: Path, analysis: Any) -> dict[str, dict[str, list[Any]]]:
+    from ..experiments.store import RunStore
+
+    extra = [d for d in analysis.drift if d["ablation"] != "default"]
+    if not extra:
+        return {}
+    first = extra[0]
+    key = (first["optimizer"], first["band"], first["step_size"], first["seed"])
+    store = RunStore(out)
+    series = {}
+    for d in analysis.drift:
+        if (d["optimizer"], d["band"], d["step_size"], d["seed"]) == key:
+            series[d["ablation"]] = store.read_steps(d["run_id"]).to_pydict()
+    return series
+
+
+def _meta(out: Path, analysis: Any) -> tuple[str, dict[str, Any]]:
+    import json
+
+    import yaml
+
+    spec = (
+        yaml.safe_load((out / "spec.yaml").read_text(encoding="utf-8"))
+        if (out / "spec.yaml").exists()
+        else {}
+    )
+    manifests = []
+    for d in analysis.drift[:1]:
+        f = out / "runs" / d["run_id"] / "manifest.json"
+        if f.exists():
+            manifests.append(json.loads(f.read_text(encoding="utf-8")))
+    versions = manifests[0].get("versions", {}) if manifests else {}
+    status = {
+        s: sum(d["status"] == s for d in analysis.drift)
+        for s in ("completed", "diverged", "failed")
+    }
+    ds = spec.get("dataset", {})
+    model = spec.get("model", {})
+    meta = {
+        "spec": spec.get("name", "?"),
+        "spec hash": spec.get("spec_hash", "?"),
+        "dataset": f"{ds.get('name')} (train_size={ds.get('train_size')}, augment={ds.get('augment')})",
+        "model": f"{model.get('name')} (width={model.get('width')}, depth={model.get('depth')})",
+        "batch size / steps": f"{spec.get('batch_size')} / {spec.get('steps')}",
+        "seeds": ", ".join(str(s) for s in spec.get("seeds", [])),
+        "dtype / device": f"{spec.get('dtype')} / {spec.get('device')}",
+        "threads": manifests[0].get("threads") if manifests else "?",
+        "runs": f"{len(analysis.drift)} ({status['completed']} completed, {status['diverged']} diverged, "
+        f"{status['failed']} failed)",
+        "step sizes as run": "; ".join(
+            f"{k}: {v}" for k, v in (spec.get("resolved_step_sizes") or {}).items()
+        ),
+        "torch / python": f"{versions.get('torch', '?')} / {versions.get('python', '?')}",
+        "platform": versions.get("platform", "?"),
+    }
+    cal = spec.get("stability_calibration")
+    if cal:
+        meta["stability calibration"] = (
+            f"λmax(M⁻¹H) = {cal['lambda_preconditioned']:.4g} → dt_c = {cal['dt_limit']:.4g}; "
+            f"λmax(H) = {cal['lambda_hessian']:.4g} (at initialisation, seed {cal['seed']}, batch {cal['batch_size']})"
+        )
+    return f"hamopt dynamics lab — {spec.get('name', out.name)}", meta
+
+
+NOTES = (
+    "drift(step) = median of |x_t| over the tail t ∈ [0.8 T, T] of each run, for x = ΔH^int, ΔH^traj and δ.",
+    "ΔH^int: exact-mode Leapfrog from its two same-batch gradient evaluations; baselines from one extra forward "
+    "pass on the same batch after the step. Streaming-mode Leapfrog has no same-batch second gradient, so its "
+    "ΔH^int is derived as ΔH^traj − δ, with δ from one extra forward pass; its p_{t+1} carries the next batch's "
+    "half-kick. The last step of a streaming run has no ΔH^traj/ΔH^int (they would need one more gradient).",
+    "δ_t = L_{B_{t+1}}(θ_{t+1}) − L_{B_t}(θ_{t+1}); ΔH^traj_t = ΔH^int_t + δ_t. For the last step the lab runs one "
+    "extra forward pass on the next batch.",
+    "Fits: one point per (step size, seed) over completed default runs; diverged runs have no tail and are left "
+    "out (listed below). Bootstrap: 1000 (spec: bootstrap) resamples of the seeds with replacement.",
+    "Energy conventions (spec §5): Leapfrog K = ½Σm‖p‖², step = dt; SGD-momentum K = ½·lr·‖b‖², AdamW "
+    "K = ½·lr·Σm̂²/(√v̂+ε), step = lr.",
+    "Reversibility: γ = 0, no cap, exact mode, one fixed batch; error = ‖θ_back − θ_0‖/‖θ_0‖.",
+    "Memory ablations: thrash writes and reads a buffer of twice the last-level cache before every loss "
+    "evaluation (so between the two half-kicks); scramble moves every parameter and optimiser state tensor to "
+    "fresh, shifted storage after each step.",
+    'Query every step with SQL: python -c "from hamopt.experiments.catalog import connect; '
+    "connect('DIR').sql('SELECT * FROM steps JOIN runs USING (run_id) LIMIT 5').show()\"",
+)
+
+
+def write_report(out: str | Path) -> ReportFiles:
+    """Analyse ``out`` and write its tables, figures, catalogue and ``report.html``."""
+    from ..experiments.analysis import analyse, write_analysis
+    from ..experiments.catalog import build_catalog
+    from ..experiments.store import atomic_write_text
+    from .figures import write_figures
+    from .html import render_html
+
+    root = Path(out)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root} is not a directory: run `hamopt sweep SPEC --out {root}` first"
+        )
+    analysis = analyse(root)
+    write_analysis(root, analysis)
+    figures = write_figures(root, analysis, _ablation_series(root, analysis))
+    claims = evaluate_claims(analysis)
+    title, meta = _meta(root, analysis)
+    page = render_html(
+        title=title, meta=meta, analysis=analysis, claims=claims, figures=figures, notes=NOTES
+    )
+    atomic_write_text(root / "report.html", page)
+    build_catalog(root)
+    return ReportFiles(
+        root / "report.html", root / "table.csv", tuple(figures.values()), tuple(claims)
+    )
