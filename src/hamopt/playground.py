@@ -138,22 +138,44 @@ def _optimizers() -> dict[str, OptimizerInfo]:
 
 
 def _ecd_optimizers() -> dict[str, OptimizerInfo]:
-    """The energy-conserving-descent family, when this build of hamopt provides it."""
+    """The energy-conserving-descent family (``hamopt.ECDSep``, ``BBI``, ``ECDq1``) when present."""
     import hamopt
 
-    found = {}
-    for attr in ("ECDSep", "BBI", "ECDq1"):
-        cls = getattr(hamopt, attr, None)
-        if cls is None:
-            continue
+    def ecdsep(params: list[torch.Tensor], c: PlaygroundConfig) -> torch.optim.Optimizer:
+        return hamopt.ECDSep(
+            params,
+            lr=c.step_size,
+            eta=c.eta,
+            F0=c.f0,
+            nu=c.nu,
+            weight_decay=c.weight_decay,
+            seed=c.seed,
+        )
 
-        def build(
-            params: list[torch.Tensor], c: PlaygroundConfig, cls: type = cls
-        ) -> torch.optim.Optimizer:
-            return cls(params, lr=c.step_size)
+    def bbi(params: list[torch.Tensor], c: PlaygroundConfig) -> torch.optim.Optimizer:
+        return hamopt.BBI(params, lr=c.step_size, v0=c.f0, weight_decay=c.weight_decay, seed=c.seed)
 
-        found[attr.lower()] = OptimizerInfo(attr.lower(), attr, "lr", (), build, False)
-    return found
+    def ecdq1(params: list[torch.Tensor], c: PlaygroundConfig) -> torch.optim.Optimizer:
+        return hamopt.ECDq1(
+            params,
+            lr=c.step_size,
+            eta=c.eta,
+            F0=c.f0,
+            nu=c.nu,
+            weight_decay=c.weight_decay,
+            seed=c.seed,
+        )
+
+    table = {
+        "ecdsep": ("ECDSep", ("eta", "f0", "nu", "weight_decay"), ecdsep),
+        "bbi": ("BBI", ("f0", "weight_decay"), bbi),
+        "ecdq1": ("ECDq1", ("eta", "f0", "nu", "weight_decay"), ecdq1),
+    }
+    return {
+        name: OptimizerInfo(name, label, "lr", uses, build, False)
+        for name, (label, uses, build) in table.items()
+        if hasattr(hamopt, label)
+    }
 
 
 OPTIMIZERS: dict[str, OptimizerInfo] = _optimizers()
@@ -219,8 +241,11 @@ class PlaygroundConfig:
         weight_decay: in [0, 10] (SGD-momentum, AdamW).
         steps: number of optimiser steps, 1 … MAX_STEPS.
         noise: σ ∈ [0, 10] of the noisy quadratic's per-batch shift.
+        eta: η ∈ [1e-3, 1e4], the ECD measure concentration (ECDSep needs η ≥ 1).
+        f0: the ECD loss floor F0 (BBI: v0) ∈ [−1e6, 1e6]; keep it below the landscape's minimum.
+        nu: ν ∈ [0, 10], the ECD random-bounce size (0: deterministic).
         start: (x, y) start point, each coordinate finite with |·| ≤ 1000; p_0 = 0.
-        seed: seed of the mini-batch generator, 0 … 2³² − 1.
+        seed: seed of the mini-batch generator (and of an ECD optimiser's), 0 … 2³² − 1.
     """
 
     landscape: str = "quadratic"
@@ -235,6 +260,9 @@ class PlaygroundConfig:
     noise: float = 0.1
     start: tuple[float, float] | None = None
     seed: int = 0
+    eta: float = 1.0
+    f0: float = -0.1
+    nu: float = 0.0
 
     def __post_init__(self) -> None:
         if self.landscape not in LANDSCAPES:
@@ -269,6 +297,9 @@ class PlaygroundConfig:
                 (_number("start x", x, -1000.0, 1000.0), _number("start y", y, -1000.0, 1000.0)),
             )
         set_("seed", _integer("seed", self.seed, 0, 2**32 - 1))
+        set_("eta", _number("eta", self.eta, 1e-3, 1e4))
+        set_("f0", _number("f0", self.f0, -1e6, 1e6))
+        set_("nu", _number("nu", self.nu, 0.0, 10.0))
 
     @property
     def info(self) -> OptimizerInfo:
@@ -597,6 +628,8 @@ def suggested_config(landscape: str, optimizer: str = "leapfrog") -> PlaygroundC
     table = hamiltonian if info.hamiltonian else baseline
     if optimizer == "adamw":
         table = {k: 0.05 for k in table}
+    elif optimizer in ("ecdsep", "bbi", "ecdq1"):
+        table = {k: 0.01 for k in table}
     return PlaygroundConfig(
         landscape=landscape, optimizer=optimizer, step_size=table[landscape], steps=300
     )

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "hamopt.cli.sweep",
     "hamopt.cli.reproduce",
     "hamopt.cli.report",
+    "hamopt.cli.demo",
 )
 
 

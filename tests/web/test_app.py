@@ -1,0 +1,162 @@
+"""Page handlers (without a browser) and the ``hamopt demo`` command's argument checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("plotly")
+
+from hamopt.cli import build_parser  # noqa: E402
+from hamopt.cli.demo import check_args, is_loopback  # noqa: E402
+from hamopt.web import app as A  # noqa: E402
+
+from .resultsdir import write_results_dir  # noqa: E402
+
+# the playground controls in page order
+NAMES = [
+    "landscape",
+    "optimizer",
+    "step_size",
+    "gamma",
+    "mass",
+    "cap",
+    "momentum",
+    "weight_decay",
+    "steps",
+    "noise",
+    "x0",
+    "y0",
+    "seed",
+    "eta",
+    "f0",
+    "nu",
+]
+GOOD = ["quadratic", "leapfrog", 0.05, 0.0, 1.0, 0, 0.9, 0.0, 100, 0.1, 2.5, 1.2, 0, 1.0, -0.1, 0.0]
+
+
+def controls(**changes):
+    values = dict(zip(NAMES, GOOD, strict=True))
+    values.update(changes)
+    return [values[n] for n in NAMES]
+
+
+def test_playground_view_draws_the_run():
+    status, contour, energy, delta = A.playground_view(*controls())
+    assert "**Leapfrog** dt = 0.05" in status and "100 steps" in status
+    path = contour.data[1]
+    assert len(path.x) == 101 and path.x[0] == 2.5 and path.y[0] == 1.2
+    assert "dt=0.05" in contour.layout.title.text
+    assert [t.name for t in energy.data] == ["H", "K", "L"]
+    assert delta.layout.yaxis.type == "log"
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"step_size": 0.0}, "dt / lr (step size): must be finite and in (0, 10]"),
+        ({"step_size": None}, "dt / lr (step size): must be a number"),
+        ({"step_size": float("nan")}, "dt / lr (step size)"),
+        ({"steps": 10**6}, "steps: must be a whole number in [1, 5000]"),
+        ({"cap": 0.5}, "energy cap α"),
+        ({"x0": None}, "start: give both x and y"),
+    ],
+)
+def test_bad_input_gives_a_visible_message(change, needle):
+    status, contour, _, _ = A.playground_view(*controls(**change))
+    assert status.startswith("**Invalid input**") and needle in status
+    assert needle in contour.layout.annotations[0].text
+
+
+def test_divergence_is_drawn_not_raised():
+    status, contour, energy, _ = A.playground_view(*controls(step_size=2.0, steps=500))
+    assert "Diverged at step" in status
+    assert "DIVERGED" in contour.layout.title.text
+    assert contour.data[-1].name == "diverged"
+    assert all(math.isfinite(v) for v in energy.data[0].y)
+
+
+def test_ecd_optimizers_run_when_present():
+    import hamopt
+
+    if not hasattr(hamopt, "ECDSep"):
+        pytest.skip("this build has no ECD optimisers")
+    for name in ("ecdsep", "bbi", "ecdq1"):
+        status, contour, _, _ = A.playground_view(*controls(optimizer=name, step_size=0.01))
+        assert "lr = 0.01" in status and "Invalid" not in status, status
+    status, *_ = A.playground_view(*controls(optimizer="ecdsep", step_size=0.01, eta=0.5))
+    assert "Invalid input" in status and "eta" in status  # ECDSep's own check (η ≥ 1), shown
+
+
+def test_suggestions_show_only_the_controls_an_optimizer_reads():
+    updates = A.suggestion_view("rosenbrock", "sgd_momentum")
+    assert updates[0]["value"] == 5e-4 and updates[0]["label"].startswith("lr")
+    shown = {n for n, u in zip(A.HYPER_FIELDS, updates[4:], strict=True) if u["visible"]}
+    assert shown == {"momentum", "weight_decay"}
+    shown = {
+        n
+        for n, u in zip(A.HYPER_FIELDS, A.suggestion_view("quadratic", "leapfrog")[4:], strict=True)
+        if u["visible"]
+    }
+    assert shown == {"gamma", "mass", "cap"}
+
+
+def test_noisy_landscape_shows_both_energy_changes():
+    _, _, _, delta = A.playground_view(*controls(landscape="noisy_quadratic"))
+    names = [t.name for t in delta.data]
+    assert any("ΔH^int" in n for n in names) and any("ΔH^traj" in n for n in names)
+
+
+def test_drift_scan_view_reports_slope_and_interval():
+    md, fig = A.drift_scan_view(*controls(step_size=0.08, steps=300))
+    assert "slope **3.0" in md or "slope **2.9" in md
+    assert "95 % CI [" in md
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_reversibility_view_side_by_side():
+    md, fig = A.reversibility_view("double_well", 0.02, 100, 1.0, 0.1, -1.6, 0.8, 0)
+    assert "| Leapfrog |" in md and "| Euler |" in md
+    assert len(fig.layout.annotations) == 2  # the two subplot titles
+    md, _ = A.reversibility_view("double_well", -0.02, 100, 1.0, 0.1, -1.6, 0.8, 0)
+    assert "Invalid input" in md
+
+
+def test_results_views_and_guard(tmp_path):
+    from hamopt.web.results import ResultsDir
+
+    root = ResultsDir(write_results_dir(tmp_path / "res", steps=40))
+    out = A.results_view(root, ".", "drift_int")
+    status, table, drift_fig, rev_fig, cap_fig, cap_table, gallery, runs = out
+    assert "6 runs" in status and "1 figures" in status
+    assert len(table) == 4
+    assert any("slope" in t.name for t in drift_fig.data)
+    assert len(gallery) == 1
+    assert runs["choices"] and runs["value"] == sorted(runs["choices"])[0]
+    status, fig, manifest = A.run_view(root, ".", runs["value"])
+    assert json.loads(manifest)["run_id"] == runs["value"]
+    assert len(fig.data) >= 4
+    for bad in ("..", "/etc", "../.."):
+        assert "refused" in A.results_view(root, bad, "drift_int")[0]
+    assert "Refused" in A.run_view(root, ".", "../../etc")[0]
+    assert "no results directory" in A.results_view(None, ".", "drift_int")[0]
+
+
+def test_demo_command_arguments(tmp_path):
+    args = build_parser().parse_args(["demo", "--port", "0"])
+    with pytest.raises(SystemExit, match="--port must be in 1..65535"):
+        check_args(args)
+    args = build_parser().parse_args(["demo", "--results", str(tmp_path / "absent")])
+    with pytest.raises(SystemExit, match="is not a directory"):
+        check_args(args)
+    args = build_parser().parse_args(["demo"])
+    assert args.host == "127.0.0.1" and args.port == 7860
+    check_args(args)
+    with pytest.warns(UserWarning, match="binding 0.0.0.0"):
+        check_args(argparse.Namespace(host="0.0.0.0", port=7860, results=None))
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")

@@ -1,0 +1,264 @@
+"""The page in a real headless Chromium: change controls, see the plots change.
+
+Starts ``python -m hamopt demo`` on 127.0.0.1 at a free port with a small results directory,
+drives the page with Playwright (the system Chromium, no downloaded browser), and checks that
+the plots redraw with the new values, that bad input shows a message, that a diverging run is
+drawn as diverged and that the results browser refuses a path outside ``--results``. Times from
+a control change to the redrawn plot are printed (``pytest -s``) and saved next to the
+screenshot in the test's temp directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..conftest import in_ci
+from .resultsdir import write_results_dir
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+if not os.path.exists(CHROMIUM) and not in_ci():
+    pytest.skip(
+        f"{CHROMIUM} is absent (install Debian's chromium); required under CI",
+        allow_module_level=True,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"hamopt demo exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(
+        f"hamopt demo did not answer on {url} within {timeout:.0f} s:\n{log.read_text()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("demo")
+    results = write_results_dir(base / "results", steps=40)
+    port = _free_port()
+    log = base / "server.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hamopt",
+                "demo",
+                "--port",
+                str(port),
+                "--results",
+                str(results),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, tmp_path_factory):
+    sync_api = (
+        pytest.importorskip("playwright.sync_api")
+        if not in_ci()
+        else __import__("playwright.sync_api", fromlist=["sync_playwright"])
+    )
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server)
+        page.wait_for_selector("#pg-contour .js-plotly-plot .gtitle")
+        yield page
+        ctx.close()
+
+
+def _title(page, plot: str) -> str:
+    return page.evaluate(f"document.querySelector('#{plot} .gtitle')?.textContent ?? ''")
+
+
+def _trace_x(page, plot: str, index: int) -> list[float]:
+    """x values of trace ``index`` as plotly.js drew them (arrays arrive as typed binary blocks)."""
+    return page.evaluate(
+        f"Array.from(document.querySelector('#{plot} .js-plotly-plot')._fullData[{index}].x)"
+    )
+
+
+def _path_x(page) -> list[float]:
+    return _trace_x(page, "pg-contour", 1)
+
+
+def _set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(value)
+    box.press("Tab")
+
+
+def _wait_title(page, plot: str, needle: str, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        f"(document.querySelector('#{plot} .gtitle')?.textContent ?? '').includes({json.dumps(needle)})",
+        timeout=timeout,
+    )
+
+
+def test_playground_redraws_on_change(browser_page, tmp_path):
+    page = browser_page
+    assert "Leapfrog" in _title(page, "pg-contour") and "dt=0.05" in _title(page, "pg-contour")
+    before = _path_x(page)
+    assert len(before) == 301
+
+    timings = []
+    for dt in ("0.08", "0.03", "0.06", "0.045", "0.07"):
+        t0 = time.perf_counter()
+        _set_number(page, "pg-step-size", dt)
+        _wait_title(page, "pg-contour", f"dt={dt},")
+        timings.append(time.perf_counter() - t0)
+        status = page.locator("#pg-status").inner_text()
+        assert f"dt = {dt}" in status
+    after = _path_x(page)
+    assert after != before and len(after) == 301
+
+    t0 = time.perf_counter()
+    _set_number(page, "pg-steps", "50")
+    _wait_title(page, "pg-contour", "50 steps")
+    timings.append(time.perf_counter() - t0)
+    assert len(_path_x(page)) == 51
+    assert len(_trace_x(page, "pg-energy", 0)) == 51
+
+    # landscape from the dropdown: suggested step size and start follow, plots redraw
+    t0 = time.perf_counter()
+    page.locator("#pg-landscape input").click()
+    page.get_by_role("option", name="double well").click()
+    _wait_title(page, "pg-contour", "double well")
+    timings.append(time.perf_counter() - t0)
+    page.wait_for_function("document.querySelector('#pg-x0 input').value === '-1.6'")
+
+    report = {
+        "redraw_seconds": [round(t, 3) for t in timings],
+        "median": round(statistics.median(timings), 3),
+        "max": round(max(timings), 3),
+    }
+    (tmp_path / "timings.json").write_text(json.dumps(report, indent=2))
+    print(f"\nbrowser redraw after a control change: {report}")
+    page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+    assert (tmp_path / "playground.png").stat().st_size > 10_000
+
+
+def test_bad_input_and_divergence_are_visible(browser_page, tmp_path):
+    page = browser_page
+    page.locator("#pg-landscape input").click()
+    page.get_by_role("option", name="anisotropic quadratic").click()
+    _wait_title(page, "pg-contour", "anisotropic quadratic")
+    _set_number(page, "pg-step-size", "-1")
+    page.wait_for_function(
+        "document.querySelector('#pg-status').innerText.includes('Invalid input')"
+    )
+    assert (
+        "dt / lr (step size): must be finite and in (0, 10]"
+        in page.locator("#pg-status").inner_text()
+    )
+    _set_number(page, "pg-step-size", "0.05")
+    _wait_title(page, "pg-contour", "dt=0.05")
+    _set_number(page, "pg-steps", "99999")
+    page.wait_for_function(
+        "document.querySelector('#pg-status').innerText.includes('steps: must be')"
+    )
+    _set_number(page, "pg-steps", "400")
+    _set_number(page, "pg-step-size", "2")
+    _wait_title(page, "pg-contour", "DIVERGED")
+    assert "Diverged at step" in page.locator("#pg-status").inner_text()
+    _set_number(page, "pg-step-size", "0.05")
+    _wait_title(page, "pg-contour", "dt=0.05, 400 steps")
+    page.screenshot(path=str(tmp_path / "recovered.png"), full_page=True)
+
+
+def test_drift_scan_button(browser_page):
+    page = browser_page
+    page.locator("#pg-scan").click()
+    page.wait_for_function(
+        "document.querySelector('#pg-scan-status').innerText.includes('95 % CI')", timeout=30_000
+    )
+    assert "slope" in page.locator("#pg-scan-status").inner_text()
+    assert "drift vs dt" in _title(page, "pg-scan-plot")
+
+
+def test_reversibility_tab(browser_page):
+    page = browser_page
+    page.get_by_role("tab", name="Reversibility").click()
+    page.wait_for_selector("#rv-plot .js-plotly-plot")
+    text = page.locator("#rv-status").inner_text()
+    assert "Leapfrog" in text and "Euler" in text
+    _set_number(page, "rv-steps", "60")
+    page.wait_for_function(
+        "document.querySelector('#rv-status').innerText.includes('60 steps forward')"
+    )
+
+
+def test_results_tab_and_path_guard(browser_page, tmp_path):
+    page = browser_page
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_function("document.querySelector('#rs-status')?.innerText.includes('6 runs')")
+    page.wait_for_selector("#rs-drift .js-plotly-plot")
+    assert "slope" in page.evaluate(
+        "document.querySelector('#rs-drift .js-plotly-plot').data.map(t => t.name).join(' ')"
+    )
+    page.wait_for_selector("#rs-run-plot .js-plotly-plot")
+    box = page.locator("#rs-path textarea, #rs-path input").first
+    box.fill("../..")
+    box.press("Enter")
+    page.wait_for_function("document.querySelector('#rs-status').innerText.includes('refused')")
+    page.screenshot(path=str(tmp_path / "results.png"), full_page=True)
