@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..diagnostics.ablations import Ablation, make_ablation
 from ..energy import EnergyTracker, StepRecord
 from ..errors import NonFiniteError
-from .spec import ExperimentSpec, OptimizerSpec, spec_hash, spec_to_yaml
+from .spec import ExperimentSpec, OptimizerSpec, SpecError, spec_hash, spec_to_yaml
 from .store import STEP_COLUMNS, RunStore, atomic_write_text, write_csv
 
 __all__ = [
@@ -107,7 +107,11 @@ def load_data(spec: ExperimentSpec) -> Any:
     from ..data import load_dataset
 
     d = spec.dataset
-    return load_dataset(d.name, root=d.root, train_size=d.train_size, test_size=d.test_size)
+    try:
+        return load_dataset(d.name, root=d.root, download=d.download, train_size=d.train_size,
+                            test_size=d.test_size)
+    except ValueError as exc:
+        raise SpecError(f"dataset: {exc}") from None
 
 
 def build(

@@ -169,6 +169,7 @@ class OptimizerSpec(_Strict):
 class DatasetSpec(_Strict):
     name: Literal["digits", "cifar10"]
     root: str | None = None
+    download: bool = False
     train_size: int | None = Field(None, ge=1, le=10_000_000)
     test_size: int | None = Field(None, ge=1, le=10_000_000)
     augment: bool | None = None
@@ -358,10 +359,12 @@ def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:
 
 def spec_hash(spec: ExperimentSpec) -> str:
     """SHA-256 of the canonical JSON of the normalised spec, minus keys that do not change results:
-    ``threads`` (recorded per run) and ``dataset.root`` (where the data lives, not what it is)."""
+    ``threads`` (recorded per run), ``dataset.root`` and ``dataset.download`` (where the data comes
+    from, not what it is)."""
     data = spec_dict(spec)
     data.pop("threads", None)
     data["dataset"].pop("root", None)
+    data["dataset"].pop("download", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
