@@ -150,7 +150,6 @@ def test_bounce_keeps_the_norm_and_turns_the_direction():
     m = TwoTensors()
     opt = make(NAME, m.parameters(), seed=0, nu=0.3)
     run(opt, m, 5)
-    p_before = torch.cat([opt.state[p]["momentum"].reshape(-1) for p in m.parameters()]).clone()
     stats = run(opt, m, 1)[0]
     assert stats["bounced"]
     p_after = torch.cat([opt.state[p]["momentum"].reshape(-1) for p in m.parameters()])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -179,8 +180,10 @@ class ECDOptimizer(Optimizer):
     GLOBAL_OPTIONS: tuple[str, ...] = ()
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, seed: int | None) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+                raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+            seed = int(seed)
         defaults = dict(defaults, differentiable=False)
         self._validate_group(defaults, where="")
         super().__init__(params, defaults)
