@@ -24,7 +24,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def write_results_dir(root: Path, steps: int = 60) -> Path:
-    """table.csv, drift.csv, cap.csv, reversibility.csv, runs/*/{manifest.json,steps.parquet}, figures/*.png."""
+    """table.csv, drift.csv, cap.csv, reversibility.csv, runs/*/{manifest.json,steps.parquet},
+    figures/*.png."""
     root.mkdir(parents=True, exist_ok=True)
     base = PlaygroundConfig(landscape="noisy_quadratic", noise=0.05, steps=steps)
     drift_rows, table_rows, cap_rows = [], [], []

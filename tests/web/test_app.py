@@ -131,8 +131,14 @@ def test_results_views_and_guard(tmp_path):
 
     root = ResultsDir(write_results_dir(tmp_path / "res", steps=40))
     out = A.results_view(root, ".", "drift_int")
-    status, table, drift_fig, rev_fig, cap_fig, cap_table, gallery, runs = out
+    status, table, drift_fig, rev_fig, cap_fig, csvs, gallery, runs = out
     assert "6 runs" in status and "1 figures" in status
+    assert csvs["choices"] == ["cap.csv", "drift.csv", "reversibility.csv", "table.csv"]
+    assert csvs["value"] == "cap.csv"
+    _, cap = A.csv_view(root, ".", "cap.csv")
+    assert list(cap.columns) == ["optimizer", "band", "step_size", "cap_rate"]
+    for bad in ("../x.csv", "/etc/passwd", "runs/../../secret.csv"):
+        assert "Refused" in A.csv_view(root, ".", bad)[0]
     assert len(table) == 4
     assert any("slope" in t.name for t in drift_fig.data)
     assert len(gallery) == 1

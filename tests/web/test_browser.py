@@ -150,7 +150,8 @@ def _set_number(page, elem_id: str, value: str) -> None:
 
 def _wait_title(page, plot: str, needle: str, timeout: float = 20_000) -> None:
     page.wait_for_function(
-        f"(document.querySelector('#{plot} .gtitle')?.textContent ?? '').includes({json.dumps(needle)})",
+        f"(document.querySelector('#{plot} .gtitle')?.textContent ?? '')"
+        f".includes({json.dumps(needle)})",
         timeout=timeout,
     )
 

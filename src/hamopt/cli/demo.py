@@ -51,7 +51,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("hamopt demo: --host must not be empty")
     if not is_loopback(args.host):
         warnings.warn(
-            f"hamopt demo: binding {args.host}, not 127.0.0.1: anyone who can reach this machine on port "
+            f"hamopt demo: binding {args.host}, not 127.0.0.1: anyone who can reach this machine "
+            f"on port "
             f"{args.port} can use the page and read the results directory",
             stacklevel=2,
         )

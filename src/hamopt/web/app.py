@@ -33,6 +33,7 @@ from .results import MissingResultError, PathOutsideResultsError, ResultsDir
 
 __all__ = [
     "build_app",
+    "csv_view",
     "drift_scan_view",
     "playground_view",
     "results_view",
@@ -145,15 +146,18 @@ def _summary(traj: pg.Trajectory, ms: float) -> str:
     lines = [f"{head}; {traj.steps_run} steps in {ms:.0f} ms."]
     if traj.diverged:
         lines.append(
-            f"⚠️ **Diverged at step {traj.diverged_at}**: {traj.divergence}. The path is drawn up to the last finite point."
+            f"⚠️ **Diverged at step {traj.diverged_at}**: {traj.divergence}. "
+            "The path is drawn up to the last finite point."
         )
     lines.append(
-        f"L: {_fmt(traj.loss[0])} → {_fmt(traj.loss[-1])}; H: {_fmt(traj.hamiltonian[0])} → {_fmt(traj.hamiltonian[-1])}; "
+        f"L: {_fmt(traj.loss[0])} → {_fmt(traj.loss[-1])}; "
+        f"H: {_fmt(traj.hamiltonian[0])} → {_fmt(traj.hamiltonian[-1])}; "
         f"cap engaged {traj.cap_engagements}× of {traj.steps_run} steps."
     )
     drift = f"drift (tail median, last 20 %): |ΔH^int| = {_fmt(traj.drift_int, '.3e')}"
     if traj.noisy:
-        drift += f", |ΔH^traj| = {_fmt(traj.drift_traj, '.3e')}, |δ| = {_fmt(traj.drift_resampling, '.3e')}"
+        drift += f", |ΔH^traj| = {_fmt(traj.drift_traj, '.3e')}"
+        drift += f", |δ| = {_fmt(traj.drift_resampling, '.3e')}"
     lines.append(drift + f"; energy error |H−H0| = {_fmt(traj.energy_error, '.3e')}.")
     return "\n\n".join(lines)
 
@@ -175,13 +179,15 @@ def drift_scan_view(*controls: Any) -> tuple[str, Any]:
         if fit is None:
             return f"- {name}: no fit"
         return (
-            f"- {name}: slope **{fit.slope:.3f}**, 95 % CI [{_fmt(fit.ci_low, '.3f')}, {_fmt(fit.ci_high, '.3f')}], "
+            f"- {name}: slope **{fit.slope:.3f}**, "
+            f"95 % CI [{_fmt(fit.ci_low, '.3f')}, {_fmt(fit.ci_high, '.3f')}], "
             f"R² = {fit.r2:.4f}, n = {fit.n}"
         )
 
     sizes = ", ".join(f"{s:.3g}" for s in scan.step_sizes)
     parts = [
-        f"**Drift vs {scan.step_label}** ({len(scan.step_sizes)} step sizes: {sizes}; one point each; {ms:.0f} ms)",
+        f"**Drift vs {scan.step_label}** ({len(scan.step_sizes)} step sizes: {sizes}; "
+        f"one point each; {ms:.0f} ms)",
         line("|ΔH^int| (same batch)", scan.fit_int),
     ]
     if scan.noisy:
@@ -238,10 +244,12 @@ def reversibility_view(
         else:
             note = path.divergence or ""
             rows.append(
-                f"| {path.integrator} | {path.result.theta_error:.3e} | {path.result.momentum_error:.3e} | {note} |"
+                f"| {path.integrator} | {path.result.theta_error:.3e} "
+                f"| {path.result.momentum_error:.3e} | {note} |"
             )
     head = (
-        f"{config.steps} steps forward with {LANDSCAPES[config.landscape].label}, dt = {config.step_size:g}, "
+        f"{config.steps} steps forward with {LANDSCAPES[config.landscape].label}, "
+        f"dt = {config.step_size:g}, "
         "γ = 0, no cap, one fixed batch; then p ← −p, the same number of steps back, p ← −p."
     )
     return head + "\n\n" + "\n".join(rows), F.reversibility_figure(result)
@@ -256,7 +264,7 @@ def _empty_results(message: str) -> tuple[Any, ...]:
         blank,
         blank,
         blank,
-        None,
+        gr.update(choices=[], value=None),
         [],
         gr.update(choices=[], value=None),
     )
@@ -277,7 +285,8 @@ def _images(rd: ResultsDir) -> list[tuple[Any, str]]:
 
 
 def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> tuple[Any, ...]:
-    """(status, Table 1, drift fig, reversibility fig, cap fig, cap table, PNG figures, run dropdown)."""
+    """(status, Table 1, drift fig, reversibility fig, cap fig, CSV dropdown, PNG figures,
+    run dropdown)."""
     if root is None:
         return _empty_results(
             "no results directory: start the page with `hamopt demo --results DIR`"
@@ -316,7 +325,12 @@ def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> t
     cap_fig = F.results_cap_figure(cap) if cap is not None else F.message_figure("cap.csv missing")
     gallery = _images(rd)
     runs = rd.run_ids()
-    status = f"**Results** in `{rd.root}`: {len(runs)} runs with a steps.parquet, {len(gallery)} figures."
+    csvs = rd.csv_names()
+    first_csv = "cap.csv" if "cap.csv" in csvs else (csvs[0] if csvs else None)
+    status = (
+        f"**Results** in `{rd.root}`: {len(runs)} runs with a steps.parquet, "
+        f"{len(gallery)} figures."
+    )
     if notes:
         status += " " + "; ".join(notes) + "."
     return (
@@ -325,10 +339,22 @@ def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> t
         drift_fig,
         rev_fig,
         cap_fig,
-        cap,
+        gr.update(choices=csvs, value=first_csv),
         gallery,
         gr.update(choices=runs, value=runs[0] if runs else None),
     )
+
+
+def csv_view(root: ResultsDir | None, relative: str, name: str | None) -> tuple[str, Any]:
+    """(status, DataFrame) of one CSV at the top of the results directory."""
+    if root is None or not name:
+        return "", None
+    try:
+        return f"`{name}`", root.sub(relative or ".").csv(name)
+    except (PathOutsideResultsError, MissingResultError) as exc:
+        return f"**Refused** — {exc}", None
+    except Exception as exc:
+        return f"**{name} unreadable** — {type(exc).__name__}: {exc}", None
 
 
 def run_view(root: ResultsDir | None, relative: str, run_id: str | None) -> tuple[str, Any, str]:
@@ -349,7 +375,7 @@ def run_view(root: ResultsDir | None, relative: str, run_id: str | None) -> tupl
 
 # ---------------------------------------------------------------------- page
 def build_app(results: str | Path | None = None) -> gr.Blocks:
-    """The page; ``results`` is the lab results directory the browser may read (nothing outside it)."""
+    """The page; ``results`` is the lab results directory the browser may read (nothing else)."""
     root = ResultsDir(results) if results is not None else None
     d = pg.PlaygroundConfig()
     rv_default = "double_well"
@@ -586,7 +612,12 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
             with gr.Row():
                 rev_plot = gr.Plot(label="reversibility", elem_id="rs-rev")
                 cap_plot = gr.Plot(label="energy cap", elem_id="rs-cap")
-            cap_table = gr.Dataframe(label="cap.csv", elem_id="rs-cap-table", interactive=False)
+            with gr.Row():
+                csv_pick = gr.Dropdown(
+                    [], label="any table of the directory", elem_id="rs-csv", scale=3
+                )
+                csv_status = gr.Markdown(elem_id="rs-csv-status")
+            csv_table = gr.Dataframe(elem_id="rs-csv-table", interactive=False, show_label=False)
             gallery = gr.Gallery(
                 label="figures/*.png", elem_id="rs-gallery", columns=3, height="auto"
             )
@@ -601,7 +632,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                 drift_plot,
                 rev_plot,
                 cap_plot,
-                cap_table,
+                csv_pick,
                 gallery,
                 run_pick,
             ]
@@ -612,6 +643,9 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                     outputs=rs_outputs,
                     show_progress="minimal",
                 )
+            csv_pick.change(
+                csv_view, inputs=[root_state, rel, csv_pick], outputs=[csv_status, csv_table]
+            )
             run_pick.change(
                 run_view,
                 inputs=[root_state, rel, run_pick],

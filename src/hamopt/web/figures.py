@@ -144,7 +144,10 @@ def message_figure(text: str, height: int = 300) -> go.Figure:
 
 def _title(traj: Any) -> str:
     c = traj.config
-    head = f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}: {traj.step_label}={c.step_size:g}, {c.steps} steps"
+    head = (
+        f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}: "
+        f"{traj.step_label}={c.step_size:g}, {c.steps} steps"
+    )
     if traj.diverged:
         return f"{head} — DIVERGED at step {traj.diverged_at}"
     return head
@@ -398,7 +401,8 @@ def _group_label(row: Any, keys: Sequence[str]) -> str:
 
 
 def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int") -> go.Figure:
-    """drift.csv: drift vs step size per (optimizer, band), log-log; legends carry Table 1's slope and CI."""
+    """drift.csv: drift vs step size per (optimizer, band), log-log; legends carry Table 1's
+    slope and CI."""
     if column not in drift.columns:
         return message_figure(f"drift.csv has no column {column!r}")
     df = drift

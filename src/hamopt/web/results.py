@@ -2,11 +2,13 @@ r"""Read a lab results directory, never anything outside it.
 
 Layout read here (written by ``hamopt sweep`` / ``hamopt reproduce``)::
 
-    DIR/table.csv           Table 1: optimizer, band, drift, n, slope, ci_low, ci_high, r2, boot_low, boot_high
-    DIR/drift.csv           one row per run: run_id, optimizer, mode, band, step_size, seed, ablation,
-                            drift_int, drift_traj, drift_resampling, cap_rate, status
+    DIR/table.csv           Table 1: optimizer, band, drift, n, slope, ci_low, ci_high, r2,
+                            boot_low, boot_high
+    DIR/drift.csv           one row per run: run_id, optimizer, mode, band, step_size, seed,
+                            ablation, drift_int, drift_traj, drift_resampling, cap_rate, status
     DIR/reversibility.csv   integrator, dtype, steps, dt, theta_error, momentum_error, ...
     DIR/cap.csv             cap engagement per optimizer and step size
+    DIR/*.csv               any other table (shown as is)
     DIR/figures/*.png       the static figures of the report
     DIR/runs/<run_id>/manifest.json, steps.parquet   one run's configuration and per-step series
 
@@ -89,7 +91,8 @@ class ResultsDir:
         candidate = Path(text or ".")
         if candidate.is_absolute():
             raise PathOutsideResultsError(
-                f"{text!r} is an absolute path; give a path relative to the results directory {self.root}"
+                f"{text!r} is an absolute path; give a path relative to the results directory "
+                f"{self.root}"
             )
         resolved = (self.root / candidate).resolve(strict=False)
         if resolved != self.root and self.root not in resolved.parents:
@@ -99,7 +102,7 @@ class ResultsDir:
         return resolved
 
     def sub(self, relative: str | Path) -> ResultsDir:
-        """A results directory inside this one (the guard of the new one still checks against its own root)."""
+        """A results directory inside this one (its guard checks against its own, inner root)."""
         path = self.resolve(relative)
         if not path.is_dir():
             raise MissingResultError(f"{str(relative)!r} is not a directory inside {self.root}")
@@ -125,6 +128,8 @@ class ResultsDir:
         """A CSV of the layout as a pandas DataFrame (``name`` relative to the root)."""
         import pandas as pd
 
+        if not str(name).endswith(".csv"):
+            raise MissingResultError(f"{name!r} is not a .csv file")
         return pd.read_csv(self.file(name))
 
     def table(self) -> Any:
@@ -138,6 +143,10 @@ class ResultsDir:
 
     def cap(self) -> Any:
         return self.csv("cap.csv")
+
+    def csv_names(self) -> list[str]:
+        """The ``*.csv`` files at the top of the root (sorted; links leading outside left out)."""
+        return [p.name for p in sorted(self.root.glob("*.csv")) if self.has(p.name)]
 
     def figures(self) -> list[Path]:
         """The PNG figures under ``figures/`` (sorted; links leading outside are left out)."""
