@@ -146,22 +146,42 @@ def rescale_pairs(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear]]:
 
 
 # ---------------------------------------------------------------------- charges
-def charge_matrix(
+def _charge_parts(
     blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, float]:
-    """``J = Σ_b X_b P_bᵀ − P_b X_bᵀ`` (float64, ``d × d``) and the scale ``2 ‖X‖_F ‖P‖_F``
-    (``‖J‖_F ≤`` scale, so their ratio is a charge fraction in [0, 1])."""
-    s = None
-    xsq = psq = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``J`` and the 0-d tensors ``‖X‖_F²``, ``‖P‖_F²`` (no host synchronisation)."""
+    s = xsq = psq = None
     for b in blocks:
         x = b.take(b.param)
         p = b.take(momentum_of(b.param))
         term = x @ p.transpose(0, 1)
         s = term if s is None else s + term
-        xsq += float(x.square().sum())
-        psq += float(p.square().sum())
-    assert s is not None
-    return s - s.transpose(0, 1), 2.0 * math.sqrt(xsq * psq)
+        xsq = x.square().sum() if xsq is None else xsq + x.square().sum()
+        psq = p.square().sum() if psq is None else psq + p.square().sum()
+    assert s is not None and xsq is not None and psq is not None
+    return s - s.transpose(0, 1), xsq, psq
+
+
+def charge_matrix(
+    blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, float]:
+    """``J = Σ_b X_b P_bᵀ − P_b X_bᵀ`` (float64, ``d × d``) and the scale ``2 ‖X‖_F ‖P‖_F``
+    (``‖J‖_F ≤`` scale, so their ratio is a charge fraction in [0, 1])."""
+    j, xsq, psq = _charge_parts(blocks, momentum_of)
+    return j, 2.0 * math.sqrt(float(xsq) * float(psq))
+
+
+def _memoised(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """Evaluate ``fn`` once per parameter (the heads of a layer share one packed tensor)."""
+    cache: dict[int, Tensor] = {}
+
+    def get(p: Tensor) -> Tensor:
+        key = id(p)
+        if key not in cache:
+            cache[key] = fn(p)
+        return cache[key]
+
+    return get
 
 
 def rescale_charges(pairs: Sequence[tuple[nn.Linear, nn.Linear]]) -> list[Tensor]:
@@ -248,12 +268,15 @@ def noether_charges(
         raise ValueError(
             "model has no CausalSelfAttention module: there are no rotation charges to measure"
         )
+    momentum_of = _memoised(momentum_of)
+    parts = [_charge_parts(g.blocks, momentum_of) for g in groups]
+    # one host transfer for all norms and scales
+    numbers = torch.stack(
+        [torch.stack([torch.linalg.matrix_norm(j), 2.0 * (x * p).sqrt()]) for j, x, p in parts]
+    ).tolist()
     qk, vo = [], []
-    for g in groups:
-        matrix, scale = charge_matrix(g.blocks, momentum_of)
-        hc = HeadCharge(
-            g.layer, g.head, g.kind, matrix, float(torch.linalg.matrix_norm(matrix)), scale
-        )
+    for g, (matrix, _, _), (norm, scale) in zip(groups, parts, numbers, strict=True):
+        hc = HeadCharge(g.layer, g.head, g.kind, matrix, norm, scale)
         (qk if g.kind == "qk" else vo).append(hc)
     pairs = rescale_pairs(model) if pairs is None else pairs
     return NoetherRecord(step, source, tuple(qk), tuple(vo), tuple(rescale_charges(pairs)))

@@ -111,7 +111,7 @@ PRESETS: dict[str, SymbreakPreset] = {
         hyper={
             "adamw": dict(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0),
             "sgd-momentum": dict(lr=0.03, momentum=0.9),
-            "ecdq1": dict(lr=3.0, eta=100.0, F0=0.0, nu=0.1),
+            "ecdq1": dict(lr=1.0, eta=100.0, F0=0.0, nu=0.1),
             "leapfrog": dict(lr=0.7, gamma=0.3, mode="streaming"),
         },
     ),
@@ -607,8 +607,11 @@ def _figures(root: Path, runs: list[tuple[dict[str, Any], dict[str, list[Any]]]]
             label=None if key in seen else f"{key[0]} / {key[1]}",
         )
         seen.add(key)
+    starts = [v for _, cols in runs for v in cols["val_loss"][:1] if v is not None]
+    if starts:  # a diverging run would squash the others: clip at 1.25 × the initial loss
+        ax.set_ylim(top=1.25 * max(starts))
     ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats per token)")
+    ax.set_ylabel("validation loss (nats per token; clipped at 1.25 × initial)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
