@@ -145,3 +145,21 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
     monkeypatch.setattr(R, "make_optimizer", real_make)
     again = R.run_sweep(spec, tmp_path / "d", progress=False, log=lambda s: None)
     assert [o.run_id for o in again.outcomes] == [failing[0]] and again.completed == 1
+
+
+def test_parallel_workers_give_the_same_series(tiny_sweep, tmp_path):
+    spec, out, _ = tiny_sweep
+    small = tiny_spec(
+        optimizers=[o.model_dump(mode="json") for o in spec.optimizers[1:3]],
+        seeds=[0],  # the calibration (hence the step sizes) uses the first seed
+        ablations=None,
+        reversibility=None,
+        workers=2,
+    )
+    summary = R.run_sweep(small, tmp_path / "par", progress=False, log=lambda s: None)
+    assert summary.completed == 4 and [o.run_id for o in summary.outcomes] == [
+        c.run_id for c in R.plan_runs(small, R.resolve_step_sizes(small, json.loads(
+            (tmp_path / "par" / "calibration.json").read_text())))
+    ]
+    for o in summary.outcomes:
+        assert _steps(out, o.run_id) == _steps(tmp_path / "par", o.run_id)

@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="override the preset's device (cpu, cuda, cuda:N)")
     p.add_argument("--data-root", default=None, help="CIFAR-10 location (npz file or directory)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs in parallel processes (1..64; default: the spec's, 1 unless set)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-spec", action="store_true", help="print the preset's YAML and exit")
     p.set_defaults(func=_run)
@@ -40,7 +42,10 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.threads is not None and not 1 <= args.threads <= 1024:
         raise SpecError(f"--threads must be in 1..1024, got {args.threads}")
-    spec = load_preset(args.preset, device=args.device, threads=args.threads, data_root=args.data_root)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise SpecError(f"--workers must be in 1..64, got {args.workers}")
+    spec = load_preset(args.preset, device=args.device, threads=args.threads, workers=args.workers,
+                       data_root=args.data_root)
     if spec.device.startswith("cuda"):
         import torch
 

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs in parallel processes (1..64; default: the spec's, 1 unless set)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report", action="store_true", help="also write report.html and the figures")
     p.set_defaults(func=_run)
@@ -37,6 +39,10 @@ def _sweep(args: argparse.Namespace) -> int:
         if not 1 <= args.threads <= 1024:
             raise SpecError(f"--threads must be in 1..1024, got {args.threads}")
         spec = spec.model_copy(update={"threads": args.threads})
+    if args.workers is not None:
+        if not 1 <= args.workers <= 64:
+            raise SpecError(f"--workers must be in 1..64, got {args.workers}")
+        spec = spec.model_copy(update={"workers": args.workers})
     summary = run_sweep(spec, args.out, progress=not args.no_progress)
     print_summary(summary)
     if args.report:

@@ -515,6 +515,53 @@ def run_reversibility(spec: ExperimentSpec, dataset: Any, dt: float) -> list[dic
 
 
 # ---------------------------------------------------------------------- the sweep
+def _run_and_commit(
+    cfg: RunConfig, spec: ExperimentSpec, dataset: Any, store: RunStore,
+    on_step: Callable[[int], None] | None = None,
+) -> RunOutcome:
+    store.begin(cfg.run_id)
+    rows, manifest = execute_run(cfg, spec, dataset, on_step=on_step)
+    store.commit(cfg.run_id, rows, manifest)
+    return RunOutcome(cfg.run_id, manifest["status"], manifest["diverged_at_step"], manifest["error"],
+                      len(rows["step"]), manifest["wall_time_s"])
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(spec_json: str, out: str) -> None:
+    spec = ExperimentSpec.model_validate_json(spec_json)
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    _WORKER.update(spec=spec, dataset=load_data(spec), store=RunStore(out))
+
+
+def _worker_run(cfg: RunConfig) -> RunOutcome:
+    return _run_and_commit(cfg, _WORKER["spec"], _WORKER["dataset"], _WORKER["store"])
+
+
+def _run_parallel(spec: ExperimentSpec, store: RunStore, todo: list[RunConfig], bar: Any,
+                  finished: Callable[[RunOutcome, int], None]) -> None:
+    """Independent runs in ``spec.workers`` processes (spawned; each loads the data once).
+
+    Every run is self-contained (its own seed, model, batches), so its series do not depend on
+    which process ran it; each process uses ``spec.threads`` threads.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(spec.workers, len(todo)), mp_context=ctx,
+                             initializer=_worker_init,
+                             initargs=(spec.model_dump_json(), str(store.root))) as pool:
+        futures = {pool.submit(_worker_run, cfg): i for i, cfg in enumerate(todo)}
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            if bar is not None:
+                bar.update(spec.steps)
+            finished(outcome, futures[fut])
+
+
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled or total == 0:
         return None
@@ -583,30 +630,27 @@ def run_sweep(
             f"{skipped} of {len(plan)} runs already done in {store.root}; running the other {len(todo)}"
         )
     bar = _progress(len(todo) * spec.steps, progress)
-    outcomes = []
+    done: list[tuple[int, RunOutcome]] = []
+
+    def finished(outcome: RunOutcome, index: int) -> None:
+        done.append((index, outcome))
+        if bar is not None:
+            bar.set_postfix_str(f"run {len(done)}/{len(todo)} {outcome.run_id}", refresh=False)
+        if outcome.status == "failed":
+            say(f"run {outcome.run_id} failed: {(outcome.error or '').splitlines()[0]}")
+
     try:
-        for i, cfg in enumerate(todo):
-            if bar is not None:
-                bar.set_postfix_str(f"run {i + 1}/{len(todo)} {cfg.run_id}", refresh=False)
-            store.begin(cfg.run_id)
-            rows, manifest = execute_run(
-                cfg, spec, dataset, on_step=None if bar is None else bar.update
-            )
-            if bar is not None and len(rows["step"]) < spec.steps:
-                bar.update(spec.steps - len(rows["step"]))
-            store.commit(cfg.run_id, rows, manifest)
-            outcomes.append(
-                RunOutcome(
-                    cfg.run_id,
-                    manifest["status"],
-                    manifest["diverged_at_step"],
-                    manifest["error"],
-                    len(rows["step"]),
-                    manifest["wall_time_s"],
-                )
-            )
-            if manifest["status"] == "failed":
-                say(f"run {cfg.run_id} failed: {manifest['error'].splitlines()[0]}")
+        if spec.workers > 1 and len(todo) > 1:
+            _run_parallel(spec, store, todo, bar, finished)
+        else:
+            for i, cfg in enumerate(todo):
+                if bar is not None:
+                    bar.set_postfix_str(f"run {i + 1}/{len(todo)} {cfg.run_id}", refresh=False)
+                on_step = None if bar is None else bar.update
+                outcome = _run_and_commit(cfg, spec, dataset, store, on_step)
+                if bar is not None and outcome.rows < spec.steps:
+                    bar.update(spec.steps - outcome.rows)
+                finished(outcome, i)
     finally:
         if bar is not None:
             bar.close()
@@ -617,6 +661,7 @@ def run_sweep(
         dt = rev.dt if rev.dt is not None else rev.stability_fraction * calib["dt_limit"]
         say(f"reversibility: Leapfrog vs Euler, dt={dt:.4g}, N in {rev.steps}, {rev.dtypes}")
         write_csv(rev_file, run_reversibility(spec, dataset, dt))
+    outcomes = [o for _, o in sorted(done, key=lambda d: d[0])]
     count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "diverged", "failed")}
     return SweepSummary(
         str(store.root),

@@ -247,6 +247,7 @@ class ExperimentSpec(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, le=1024)
+    workers: int = Field(1, ge=1, le=64)
     tail_fraction: float = Field(0.2, gt=0.0, le=1.0)
     bootstrap: int = Field(1000, ge=0, le=100_000)
 
@@ -359,10 +360,11 @@ def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:
 
 def spec_hash(spec: ExperimentSpec) -> str:
     """SHA-256 of the canonical JSON of the normalised spec, minus keys that do not change results:
-    ``threads`` (recorded per run), ``dataset.root`` and ``dataset.download`` (where the data comes
+    ``threads`` (recorded per run), ``workers``, ``dataset.root`` and ``dataset.download`` (where the data comes
     from, not what it is)."""
     data = spec_dict(spec)
     data.pop("threads", None)
+    data.pop("workers", None)
     data["dataset"].pop("root", None)
     data["dataset"].pop("download", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
