@@ -166,3 +166,16 @@ def test_demo_command_arguments(tmp_path):
         check_args(argparse.Namespace(host="0.0.0.0", port=7860, results=None))
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_a_new_landscape_runs_once_with_the_suggested_settings():
+    out = A.suggest_and_run(*controls(landscape="rosenbrock", step_size=0.05, x0=2.5, y0=1.2))
+    n = 4 + len(A.HYPER_FIELDS)
+    updates, (status, contour, _, _) = out[:n], out[n:]
+    assert (
+        updates[0]["value"] == 0.002 and updates[2]["value"] == -1.2 and updates[3]["value"] == 1.0
+    )
+    assert "dt = 0.002" in status and "Diverged" not in status
+    assert contour.data[1].x[0] == -1.2
+    x0, y0, md, _ = A.landscape_and_reversibility("himmelblau", 0.005, 50, 1.0, 0.1, -1.6, 0.8, 0)
+    assert (x0["value"], y0["value"]) == (-0.5, 0.5) and "| Leapfrog |" in md

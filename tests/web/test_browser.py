@@ -181,9 +181,11 @@ def test_playground_redraws_on_change(browser_page, tmp_path):
     assert len(_trace_x(page, "pg-energy", 0)) == 51
 
     # landscape from the dropdown: suggested step size and start follow, plots redraw
-    t0 = time.perf_counter()
     page.locator("#pg-landscape input").click()
-    page.get_by_role("option", name="double well").click()
+    option = page.get_by_role("option", name="double well")
+    option.wait_for()
+    t0 = time.perf_counter()
+    option.click()
     _wait_title(page, "pg-contour", "double well")
     timings.append(time.perf_counter() - t0)
     page.wait_for_function("document.querySelector('#pg-x0 input').value === '-1.6'")
@@ -234,7 +236,7 @@ def test_drift_scan_button(browser_page):
         "document.querySelector('#pg-scan-status').innerText.includes('95 % CI')", timeout=30_000
     )
     assert "slope" in page.locator("#pg-scan-status").inner_text()
-    assert "drift vs dt" in _title(page, "pg-scan-plot")
+    _wait_title(page, "pg-scan-plot", "drift vs dt")
 
 
 def test_reversibility_tab(browser_page):

@@ -43,6 +43,16 @@ __all__ = [
 
 LANDSCAPE_CHOICES = [(info.label, name) for name, info in LANDSCAPES.items()]
 OPTIMIZER_CHOICES = [(info.label, name) for name, info in pg.OPTIMIZERS.items()]
+SHORT_NAMES = {
+    "gamma": "γ",
+    "mass": "M",
+    "cap": "α",
+    "momentum": "β",
+    "weight_decay": "wd",
+    "eta": "η",
+    "f0": "F0",
+    "nu": "ν",
+}
 # hyperparameter controls shown only for the optimisers that read them (OptimizerInfo.uses)
 HYPER_FIELDS = ("gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu")
 
@@ -139,7 +149,10 @@ def playground_view(*controls: Any) -> tuple[str, Any, Any, Any]:
 
 def _summary(traj: pg.Trajectory, ms: float) -> str:
     c = traj.config
-    used = ", ".join(f"{k} = {_fmt(getattr(c, k))}" for k in traj.config.info.uses)
+    used = ", ".join(
+        f"{SHORT_NAMES.get(k, k)} = {'off' if getattr(c, k) is None else _fmt(getattr(c, k))}"
+        for k in traj.config.info.uses
+    )
     head = f"**{traj.optimizer_label}** {traj.step_label} = {c.step_size:g}" + (
         f", {used}" if used else ""
     )
@@ -215,13 +228,49 @@ def suggestion_view(landscape: str, optimizer: str) -> tuple[Any, ...]:
     )
 
 
+CONTROL_NAMES = (
+    "landscape",
+    "optimizer",
+    "step_size",
+    "gamma",
+    "mass",
+    "cap",
+    "momentum",
+    "weight_decay",
+    "steps",
+    "noise",
+    "x0",
+    "y0",
+    "seed",
+    "eta",
+    "f0",
+    "nu",
+)
+
+
+def suggest_and_run(*controls: Any) -> tuple[Any, ...]:
+    """A new landscape or optimiser: :func:`suggestion_view`'s control updates, then
+    :func:`playground_view` with the suggested step size, steps and start (one run)."""
+    values = dict(zip(CONTROL_NAMES, controls, strict=True))
+    updates = suggestion_view(values["landscape"], values["optimizer"])
+    try:
+        c = pg.suggested_config(values["landscape"], values["optimizer"])
+        values.update(step_size=c.step_size, steps=c.steps, x0=c.start[0], y0=c.start[1])
+    except pg.PlaygroundInputError:
+        pass  # playground_view reports the bad choice
+    return (*updates, *playground_view(*(values[n] for n in CONTROL_NAMES)))
+
+
 # ---------------------------------------------------------------------- reversibility
-def _default_start(landscape: str) -> tuple[Any, Any]:
+def landscape_and_reversibility(landscape: str, *rest: Any) -> tuple[Any, ...]:
+    """A new landscape on the reversibility tab: its default start, then the round trips."""
     info = LANDSCAPES.get(landscape)
+    step_size, steps, mass, noise, x0, y0, seed = rest
     if info is None:
-        return gr.update(), gr.update()
-    x, y = info.cls.default_start
-    return gr.update(value=x), gr.update(value=y)
+        return (gr.update(), gr.update(), *reversibility_view(landscape, *rest))
+    x0, y0 = info.cls.default_start
+    view = reversibility_view(landscape, step_size, steps, mass, noise, x0, y0, seed)
+    return (gr.update(value=x0), gr.update(value=y0), *view)
 
 
 def reversibility_view(
@@ -268,6 +317,17 @@ def _empty_results(message: str) -> tuple[Any, ...]:
         [],
         gr.update(choices=[], value=None),
     )
+
+
+def _rounded(df: Any) -> Any:
+    """A copy of a table with floats shown to 4 significant digits (display only)."""
+    if df is None:
+        return None
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype.kind == "f":
+            out[col] = out[col].map(lambda v: float(f"{v:.4g}") if v == v else v)
+    return out
 
 
 def _images(rd: ResultsDir) -> list[tuple[Any, str]]:
@@ -335,7 +395,7 @@ def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> t
         status += " " + "; ".join(notes) + "."
     return (
         status,
-        table,
+        _rounded(table),
         drift_fig,
         rev_fig,
         cap_fig,
@@ -350,7 +410,7 @@ def csv_view(root: ResultsDir | None, relative: str, name: str | None) -> tuple[
     if root is None or not name:
         return "", None
     try:
-        return f"`{name}`", root.sub(relative or ".").csv(name)
+        return f"`{name}`", _rounded(root.sub(relative or ".").csv(name))
     except (PathOutsideResultsError, MissingResultError) as exc:
         return f"**Refused** — {exc}", None
     except Exception as exc:
@@ -497,8 +557,17 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                 f0,
                 nu,
             ]
+            # .input: a user's change (a value set by suggest_and_run does not fire it again)
+            numeric = [c for c in controls if c not in (landscape, optimizer)]
+            hyper = dict(
+                zip(
+                    HYPER_FIELDS,
+                    (gamma, mass, cap, momentum, weight_decay, eta, f0, nu),
+                    strict=True,
+                )
+            )
             gr.on(
-                triggers=[c.change for c in controls],
+                triggers=[c.input for c in numeric],
                 fn=playground_view,
                 inputs=controls,
                 outputs=[status, contour, energy, delta],
@@ -507,22 +576,20 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
             )
             gr.on(
                 triggers=[landscape.input, optimizer.input],
-                fn=suggestion_view,
-                inputs=[landscape, optimizer],
+                fn=suggest_and_run,
+                inputs=controls,
                 outputs=[
                     step_size,
                     steps,
                     x0,
                     y0,
-                    gamma,
-                    mass,
-                    cap,
-                    momentum,
-                    weight_decay,
-                    eta,
-                    f0,
-                    nu,
+                    *(hyper[name] for name in HYPER_FIELDS),
+                    status,
+                    contour,
+                    energy,
+                    delta,
                 ],
+                trigger_mode="always_last",
                 show_progress="hidden",
             )
             scan_btn.click(
@@ -568,7 +635,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                     rv_plot = gr.Plot(label="forward and return paths", elem_id="rv-plot")
             rv_controls = [rv_landscape, rv_dt, rv_steps, rv_mass, rv_noise, rv_x0, rv_y0, rv_seed]
             gr.on(
-                triggers=[c.change for c in rv_controls],
+                triggers=[c.input for c in rv_controls if c is not rv_landscape],
                 fn=reversibility_view,
                 inputs=rv_controls,
                 outputs=[rv_status, rv_plot],
@@ -576,7 +643,11 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                 show_progress="hidden",
             )
             rv_landscape.input(
-                _default_start, inputs=rv_landscape, outputs=[rv_x0, rv_y0], show_progress="hidden"
+                landscape_and_reversibility,
+                inputs=rv_controls,
+                outputs=[rv_x0, rv_y0, rv_status, rv_plot],
+                trigger_mode="always_last",
+                show_progress="hidden",
             )
             app.load(
                 reversibility_view,

@@ -263,7 +263,7 @@ def delta_h_figure(traj: Any) -> go.Figure:
         xaxis_title="step",
         yaxis_title="|ΔH| (nats)",
         yaxis_type="log",
-        legend=dict(orientation="h", y=-0.2),
+        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.0, font=dict(size=11)),
     )
     return fig
 
