@@ -357,7 +357,6 @@ def _point(landscape: Landscape) -> tuple[float, float]:
 
 def run_trajectory(config: PlaygroundConfig) -> Trajectory:
     """Run ``config.steps`` steps of ``config.optimizer`` on ``config.landscape`` from rest."""
-    torch.manual_seed(config.seed)
     landscape = config.landscape_module()
     info = config.info
     try:
