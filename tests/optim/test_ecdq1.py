@@ -201,6 +201,11 @@ def test_bounce_uses_nu_over_sqrt_d_and_keeps_the_speed():
     opt = hamopt.ECDq1(m.parameters(), lr=0.01, eta=2.0, nu=0.5, seed=0)
     stats = run(opt, m, 5)
     assert all(s["bounced"] and s["d"] == 17 for s in stats)
+    opt.finalize_bounce()
     v = torch.cat([opt.state[p]["velocity"].reshape(-1) for p in m.parameters()])
     assert v.square().sum().item() == pytest.approx(stats[-1]["P2"], rel=1e-12)
     assert all(s["invariant_error"] < 1e-12 for s in stats)
+
+
+def test_deferred_bounce_rescale_matches_the_eager_one():
+    checks.deferred_bounce_rescale_matches_eager(NAME)

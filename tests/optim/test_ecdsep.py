@@ -152,9 +152,14 @@ def test_bounce_keeps_the_norm_and_turns_the_direction():
     run(opt, m, 5)
     stats = run(opt, m, 1)[0]
     assert stats["bounced"]
+    opt.finalize_bounce()
     p_after = torch.cat([opt.state[p]["momentum"].reshape(-1) for p in m.parameters()])
     assert p_after.square().sum().item() == pytest.approx(stats["P2"], rel=1e-12)
     assert stats["bounces"] == 6
+
+
+def test_deferred_bounce_rescale_matches_the_eager_one():
+    checks.deferred_bounce_rescale_matches_eager(NAME)
 
 
 def test_large_eta_stays_finite_in_log_form():

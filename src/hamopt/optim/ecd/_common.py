@@ -19,6 +19,11 @@ Reductions stay 0-d tensors on the parameters' device; the optimisers collect th
 a step needs (the loss, the skip test, the rescale factor, the stats) with one
 ``torch.stack(...).tolist()`` per sync point (:func:`to_host`).
 
+The norm-keeping bounce of ECDSep and ECDq1 adds the noise, ``p ← p + α z``, and defers the
+rescale back to ``‖p‖² = P2`` to the next step's first multiply (``pending_norm_sq``): the next
+step measures ``‖p‖²`` anyway, so this saves a reduction and a pass over the momenta.
+:meth:`ECDOptimizer.finalize_bounce` applies it on demand.
+
 Optimiser-wide scalars live in ``opt.state["ecd"]`` (a plain dict: ints, floats, bools, and the
 generator state as a ``torch.uint8`` tensor), so ``state_dict``/``load_state_dict``,
 ``torch.save``/``torch.load(weights_only=True)`` and ``copy.deepcopy`` carry all of them.
@@ -236,6 +241,7 @@ class ECDOptimizer(Optimizer):
             "displacement_sq": 0.0,
             "seed": seed,
             "generator_state": None,
+            "pending_norm_sq": None,
         }
 
     @property
@@ -321,6 +327,54 @@ class ECDOptimizer(Optimizer):
                 self._noise[t] = b
             out.append(b)
         return out
+
+    # ------------------------------------------------------------------ deferred bounce rescale
+    def _all_buffers(self) -> list[Tensor]:
+        return [self.state[p][self._buffer] for g in self.param_groups for p in g["params"]
+                if p in self.state and self._buffer in self.state[p]]
+
+    def _defer_bounce_rescale(self, norm_sq: float) -> None:
+        """After ``p ← p + α z`` the spec rescales p back to ``‖p‖² = norm_sq``; that multiply is
+        folded into the next step's rescale (one pass fewer), and recorded here until then."""
+        self._global["pending_norm_sq"] = float(norm_sq)
+
+    def _resolve_deferred(self, groups: list[Group], measured_sq: float) -> tuple[float, float, bool]:
+        """At the start of a step that will move: return ``(f, ‖p‖², applied)`` where ``f`` is the
+        factor the stored buffers still owe to the last bounce (to fold into this step's first
+        multiply) and ``‖p‖²`` the squared norm of the momenta the spec defines. When some
+        parameter holding a momentum sits this step out, the factor is applied to all buffers now
+        instead (``applied`` is True, ``f`` = 1 and ``‖p‖²`` re-measured: values measured from
+        the buffers before this call are stale)."""
+        glob = self._global
+        pending = glob["pending_norm_sq"]
+        if pending is None:
+            return 1.0, measured_sq, False
+        glob["pending_norm_sq"] = None
+        stepping = sum(len(g.moms) for g in groups)
+        if stepping == len(self._all_buffers()):
+            if measured_sq > 0.0:
+                return math.sqrt(pending / measured_sq), pending, False
+            return 1.0, measured_sq, False
+        self._apply_deferred(pending)
+        moms = [m for g in groups for m in g.moms]
+        (now,) = to_host([sq_norm(moms, foreach=self._foreach(), device=self._device())])
+        return 1.0, now, True
+
+    def _apply_deferred(self, pending: float) -> None:
+        renormalise_(self._all_buffers(), pending, foreach=self._foreach())
+
+    @torch.no_grad()
+    def finalize_bounce(self) -> None:
+        """Apply the norm-restoring rescale of the last bounce to the stored momenta now.
+
+        After a bounce the buffers hold ``p + α z`` and ``state["ecd"]["pending_norm_sq"]`` the
+        squared norm the spec's momentum has; the next ``step`` folds the rescale into its own
+        first multiply. Call this only to read ``opt.state[p]`` between steps with the exact norm
+        (``state_dict`` does not need it: the pending value is saved)."""
+        pending = self._global["pending_norm_sq"]
+        if pending is not None:
+            self._global["pending_norm_sq"] = None
+            self._apply_deferred(pending)
 
     def _weight_decay_term(self, groups: list[Group]) -> Tensor | None:
         """``½ Σ_groups λ ‖θ‖²`` over the stepping tensors (None when every λ is 0)."""

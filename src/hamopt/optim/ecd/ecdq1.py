@@ -15,7 +15,8 @@ Each step with ``F > eps2`` (otherwise skipped: nothing changes, ``stats["skippe
    tensor's own dot product (``"per_tensor"``, the published code's variant).
 3. drift: ``θ ← θ + Δt v``.
 4. bounce (ν > 0): ``u = v/‖v‖ + (ν/√d) z``, ``z ~ N(0, I)`` from the optimiser's generator;
-   ``v ← ‖v‖ u/‖u‖``.
+   ``v ← ‖v‖ u/‖u‖`` (the final rescale is folded into the next step's first multiply, see
+   :meth:`finalize_bounce`).
 
 Nothing is rescaled twice: Δt and ν/√d are recomputed from the param groups at every step.
 """
@@ -149,6 +150,12 @@ class ECDq1(K.ECDOptimizer):
             self._skip(f"F = L + ½λ‖θ‖² − F0 = {F:.6g} ≤ eps2 = {eps2:g}", **common)
             return
 
+        owed, p2, applied = self._resolve_deferred(groups, p2)
+        if applied:
+            p2, *vdots = K.to_host(v_dependent())
+        elif owed != 1.0:  # ⟨v, G⟩ of the spec's v = owed · buffer
+            vdots = [[owed * x for x in vdots[0]]] if per_tensor else [owed * vdots[0]]
+
         # 1. rescale
         c = 1.0
         if cons and p2 > 0.0 and not abs(1.0 - p2) < eps1:
@@ -156,17 +163,18 @@ class ECDq1(K.ECDOptimizer):
         speed = c * math.sqrt(p2)
         error = abs(speed - 1.0)
 
-        # 2. kick: v ← c(1 + a c⟨v,G⟩) v − a G  (⟨v,G⟩ global or per tensor, before the rescale)
+        # 2. kick: v ← c(1 + a c⟨v,G⟩) v − a G  (⟨v,G⟩ global or per tensor, before the rescale;
+        #    the buffer holds v / owed until this multiply)
         dots_per_tensor = vdots[0] if per_tensor else []
         offset = 0
         for g in groups:
             a = 0.5 * (g.lr / math.sqrt(eta)) * eta * d / (d - 1) / F
             n = len(g.params)
             if per_tensor:
-                K.scale_each_(g.moms, [c * (1.0 + a * c * x) for x in dots_per_tensor[offset:offset + n]],
+                K.scale_each_(g.moms, [owed * c * (1.0 + a * c * x) for x in dots_per_tensor[offset:offset + n]],
                               foreach=fe)
             else:
-                K.scale_(g.moms, c * (1.0 + a * c * vdots[0]), foreach=fe)
+                K.scale_(g.moms, owed * c * (1.0 + a * c * vdots[0]), foreach=fe)
             K.axpy_(g.moms, g.grads, -a, foreach=fe)
             if g.weight_decay:
                 K.axpy_(g.moms, g.params, -a * g.weight_decay, foreach=fe)
@@ -183,6 +191,7 @@ class ECDq1(K.ECDOptimizer):
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
             bounce_(vels, self._noise_buffers(vels), p2, nu / math.sqrt(d), self._generator, foreach=fe)
+            self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2
         self._finish(invariant=speed, invariant_error=error, rescale=c, P2=p2, kick_norm_excess=p2 - 1.0,

@@ -15,7 +15,8 @@ Each step with ``F > eps2`` (otherwise skipped: nothing changes, ``stats["skippe
 2. kick: ``p ← c p − Δt η / F · (∇L + λ θ)``; ``P2 = ‖p‖²``.
 3. drift: ``θ ← θ + Δt · 2p / (s + P2)``.
 4. bounce (ν > 0): ``u = p/‖p‖ + ν z``, ``z ~ N(0, I)`` from the optimiser's generator;
-   ``p ← ‖p‖ u/‖u‖`` (norm kept).
+   ``p ← ‖p‖ u/‖u‖`` (norm kept; the final rescale is folded into the next step's first multiply,
+   see :meth:`finalize_bounce`).
 
 Norms and dot products run over all parameters together. ``lr`` (Δt) and ``weight_decay`` may
 differ per param group; every other hyperparameter is optimiser-wide.
@@ -40,13 +41,11 @@ _LOG_MAX = 700.0  # exp() of anything larger overflows a float64
 
 def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, generator: torch.Generator,
             *, foreach: bool) -> None:
-    r"""Norm-keeping random rotation ``p ← ‖p‖ u/‖u‖`` with ``u = p/‖p‖ + ν z``, ``z ~ N(0, I)``.
-
-    Written as ``p ← p + ν ‖p‖ z`` followed by a rescale to ``‖p‖² = p2`` on the device.
-    """
+    r"""The random part of the norm-keeping bounce ``p ← ‖p‖ u/‖u‖``, ``u = p/‖p‖ + ν z``,
+    ``z ~ N(0, I)``: ``p ← p + ν ‖p‖ z`` (``p2 = ‖p‖²``). The positive rescale back to ``‖p‖² = p2``
+    is left to the caller (:func:`~hamopt.optim.ecd._common.renormalise_`, or deferred)."""
     K.fill_normal_(noise, generator)
     K.axpy_(moms, noise, nu * math.sqrt(p2), foreach=foreach)
-    K.renormalise_(moms, p2, foreach=foreach)
 
 
 class ECDSep(K.ECDOptimizer):
@@ -143,6 +142,7 @@ class ECDSep(K.ECDOptimizer):
             self._skip(f"F = L + ½λ‖θ‖² − F0 = {F:.6g} ≤ eps2 = {eps2:g}", **common)
             return
         log_v = eta * math.log(F)
+        owed, p2, _ = self._resolve_deferred(groups, p2)
         if not glob["initialized"]:
             glob["log_C"] = log_v + math.log(s + delta)
             if delta > 0.0 and gsq > 0.0:
@@ -164,8 +164,8 @@ class ECDSep(K.ECDOptimizer):
         invariant = math.log(s + p2_rescaled) + log_v if s + p2_rescaled > 0 else -math.inf
         error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
 
-        # 2. kick
-        K.scale_(moms, c, foreach=fe)
+        # 2. kick (the scale also settles the last bounce's deferred rescale)
+        K.scale_(moms, c * owed, foreach=fe)
         for g in groups:
             coef = g.lr * eta / F
             K.axpy_(g.moms, g.grads, -coef, foreach=fe)
@@ -189,6 +189,7 @@ class ECDSep(K.ECDOptimizer):
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
             bounce_(moms, self._noise_buffers(moms), p2, nu, self._generator, foreach=fe)
+            self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2
         self._finish(invariant=invariant, invariant_log_target=log_c, invariant_error=error, rescale=c,
