@@ -8,8 +8,18 @@ def image_dataset(n: int = 40, augment: bool = True) -> Dataset:
     g = torch.Generator().manual_seed(123)
     x = torch.randn(n, 3, 32, 32, generator=g)
     y = torch.arange(n) % 10
-    return Dataset(name="fake", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8], num_classes=10,
-                   input_shape=(3, 32, 32), source="test", augment=augment, pad_value=(-1.0, -2.0, -3.0))
+    return Dataset(
+        name="fake",
+        x_train=x,
+        y_train=y,
+        x_test=x[:8],
+        y_test=y[:8],
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        source="test",
+        augment=augment,
+        pad_value=(-1.0, -2.0, -3.0),
+    )
 
 
 def test_batch_depends_only_on_seed_and_step():
@@ -68,7 +78,7 @@ def test_augmentation_matches_manual_crop_and_flip():
         img = ds.x_train[idx[b]]
         padded = torch.tensor([-1.0, -2.0, -3.0]).view(3, 1, 1).repeat(1, 40, 40)
         padded[:, 4:36, 4:36] = img
-        crop = padded[:, oy[b]:oy[b] + 32, ox[b]:ox[b] + 32]
+        crop = padded[:, oy[b] : oy[b] + 32, ox[b] : ox[b] + 32]
         if flip[b]:
             crop = torch.flip(crop, dims=[2])
         assert torch.equal(x[b], crop), b
@@ -86,11 +96,14 @@ def test_augmentation_defaults_follow_dataset():
     assert s.augment is False and s.batch(0)[0].shape == (10, 1, 8, 8)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"batch_size": 0, "seed": 0}, "batch_size"),
-    ({"batch_size": 41, "seed": 0}, "batch_size"),
-    ({"batch_size": 4, "seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"batch_size": 0, "seed": 0}, "batch_size"),
+        ({"batch_size": 41, "seed": 0}, "batch_size"),
+        ({"batch_size": 4, "seed": -1}, "seed"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         BatchStream(image_dataset(), **kwargs)
@@ -115,4 +128,9 @@ def test_eval_batches_cover_split_in_order():
 
 def test_describe_records_the_sampler():
     d = BatchStream(image_dataset(), batch_size=8, seed=2).describe()
-    assert d["seed"] == 2 and d["batch_size"] == 8 and d["steps_per_epoch"] == 5 and d["augment"] is True
+    assert (
+        d["seed"] == 2
+        and d["batch_size"] == 8
+        and d["steps_per_epoch"] == 5
+        and d["augment"] is True
+    )

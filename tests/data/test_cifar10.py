@@ -23,8 +23,12 @@ def subset_npz() -> Path:
         if p.is_file():
             return p
     if os.environ.get("CI"):
-        pytest.fail(f"cifar10_subset.npz not found (looked at {NPZ_CANDIDATES}); CI must provide it")
-    pytest.skip(f"cifar10_subset.npz not found at {NPZ_CANDIDATES} (set HAMOPT_DATA to its directory)")
+        pytest.fail(
+            f"cifar10_subset.npz not found (looked at {NPZ_CANDIDATES}); CI must provide it"
+        )
+    pytest.skip(
+        f"cifar10_subset.npz not found at {NPZ_CANDIDATES} (set HAMOPT_DATA to its directory)"
+    )
 
 
 def normalised(raw_chw: np.ndarray) -> torch.Tensor:
@@ -53,10 +57,14 @@ def test_npz_layout_loads_from_file_and_directory():
 def test_pad_value_is_normalised_black():
     path = subset_npz()
     ds = load_dataset("cifar10", root=path, train_size=10, test_size=10)
-    assert ds.pad_value == pytest.approx([-m / s for m, s in zip(CIFAR10_MEAN, CIFAR10_STD)], abs=1e-6)
+    assert ds.pad_value == pytest.approx(
+        [-m / s for m, s in zip(CIFAR10_MEAN, CIFAR10_STD, strict=True)], abs=1e-6
+    )
 
 
-def write_batches(directory: Path, sizes: dict[str, int], *, bytes_keys: bool = False) -> dict[str, tuple]:
+def write_batches(
+    directory: Path, sizes: dict[str, int], *, bytes_keys: bool = False
+) -> dict[str, tuple]:
     """A miniature cifar-10-batches-py in the real pickle format (dict with data N×3072, labels)."""
     directory.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -64,8 +72,12 @@ def write_batches(directory: Path, sizes: dict[str, int], *, bytes_keys: bool = 
     for name, n in sizes.items():
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = [int(i % 10) for i in range(n)]
-        d = {"batch_label": f"fake {name}", "labels": labels, "data": data,
-             "filenames": [f"img_{i}.png" for i in range(n)]}
+        d = {
+            "batch_label": f"fake {name}",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"img_{i}.png" for i in range(n)],
+        }
         if bytes_keys:
             d = {k.encode(): v for k, v in d.items()}
         with open(directory / name, "wb") as fh:
@@ -117,7 +129,12 @@ def test_missing_data_names_path_and_both_layouts(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_dataset("cifar10", root=missing)
     msg = str(info.value)
-    assert str(missing) in msg and ".npz" in msg and "cifar-10-batches-py" in msg and "download=True" in msg
+    assert (
+        str(missing) in msg
+        and ".npz" in msg
+        and "cifar-10-batches-py" in msg
+        and "download=True" in msg
+    )
 
 
 def test_default_search_uses_env_then_cache(tmp_path, monkeypatch):
@@ -135,7 +152,10 @@ def test_download_fetches_checks_and_extracts(tmp_path, monkeypatch):
     pytest.importorskip("numpy")
     try:
         import torchvision  # noqa: F401
-        pytest.skip("torchvision is installed, so download goes through torchvision.datasets.CIFAR10")
+
+        pytest.skip(
+            "torchvision is installed, so download goes through torchvision.datasets.CIFAR10"
+        )
     except ImportError:
         pass
     write_batches(tmp_path / "src" / "cifar-10-batches-py", SIZES)
@@ -164,7 +184,12 @@ def test_npz_with_wrong_arrays_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="x_test"):
         load_dataset("cifar10", root=bad)
     wrong = tmp_path / "wrong.npz"
-    np.savez(wrong, x_train=np.zeros((4, 3, 32, 32), np.uint8), y_train=np.zeros(4, np.uint8),
-             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, np.uint8))
+    np.savez(
+        wrong,
+        x_train=np.zeros((4, 3, 32, 32), np.uint8),
+        y_train=np.zeros(4, np.uint8),
+        x_test=np.zeros((2, 32, 32, 3), np.uint8),
+        y_test=np.zeros(2, np.uint8),
+    )
     with pytest.raises(ValueError, match=r"x_train must be \(N, 32, 32, 3\) uint8"):
         load_dataset("cifar10", root=wrong)

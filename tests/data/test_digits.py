@@ -36,7 +36,9 @@ def test_split_is_stratified(digits):
 
 def test_split_partitions_the_bundled_images(digits):
     _, y = sk_load_digits(return_X_y=True)
-    counts = torch.bincount(digits.y_train, minlength=10) + torch.bincount(digits.y_test, minlength=10)
+    counts = torch.bincount(digits.y_train, minlength=10) + torch.bincount(
+        digits.y_test, minlength=10
+    )
     assert counts.tolist() == np.bincount(y, minlength=10).tolist()
 
 
@@ -46,7 +48,9 @@ def test_standardised_with_train_statistics(digits):
     assert torch.allclose(mean, torch.zeros(64, dtype=torch.float64), atol=1e-5)
     varying = std > 0
     assert varying.sum() >= 60  # a few border pixels are always 0 in the training split
-    assert torch.allclose(std[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(
+        std[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-5
+    )
     # the test split uses the training statistics, so it is only approximately standardised
     assert not torch.allclose(digits.x_test.reshape(360, -1).double().mean(0), mean, atol=1e-5)
 

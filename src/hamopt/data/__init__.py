@@ -27,8 +27,14 @@ from .text import (
 DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10")
 
 
-def load_dataset(name: str, *, root: str | Path | None = None, download: bool = False,
-                 train_size: int | None = None, test_size: int | None = None) -> Dataset:
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    train_size: int | None = None,
+    test_size: int | None = None,
+) -> Dataset:
     """Load data set ``name`` ("digits" or "cifar10"), optionally a class-balanced subset.
 
     ``root`` and ``download`` apply to CIFAR-10 only (see :mod:`hamopt.data.cifar10`);
@@ -37,7 +43,10 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool = 
     """
     if name == "digits":
         if root is not None or download:
-            raise ValueError("root and download apply only to name='cifar10'; digits are bundled with scikit-learn")
+            raise ValueError(
+                "root and download apply only to name='cifar10'; "
+                "digits are bundled with scikit-learn"
+            )
         return load_digits(train_size=train_size, test_size=test_size)
     if name == "cifar10":
         return load_cifar10(root, download=download, train_size=train_size, test_size=test_size)
@@ -45,9 +54,24 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool = 
 
 
 __all__ = [
-    "TextBatches", "TextCorpus", "TokenShardBatches", "load_text_corpus", "read_token_shard",
-    "validation_batches", "write_token_shard",
-    "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DATASET_NAMES", "BatchStream", "Dataset",
-    "balanced_subset", "derive_seed", "eval_batches", "load_cifar10", "load_dataset", "load_digits",
+    "TextBatches",
+    "TextCorpus",
+    "TokenShardBatches",
+    "load_text_corpus",
+    "read_token_shard",
+    "validation_batches",
+    "write_token_shard",
+    "CIFAR10_CLASSES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DATASET_NAMES",
+    "BatchStream",
+    "Dataset",
+    "balanced_subset",
+    "derive_seed",
+    "eval_batches",
+    "load_cifar10",
+    "load_dataset",
+    "load_digits",
     "random_crop_flip",
 ]

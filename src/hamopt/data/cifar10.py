@@ -40,7 +40,16 @@ from .dataset import Dataset, take_subset
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 NPZ_FILENAME = "cifar10_subset.npz"
 BATCHES_DIRNAME = "cifar-10-batches-py"
@@ -59,7 +68,8 @@ LAYOUTS_HELP = (
 
 
 def default_roots() -> list[Path]:
-    """Directories searched when ``root`` is None: ``$HAMOPT_DATA`` (if set), ``~/.cache/hamopt``."""
+    """Directories searched when ``root`` is None: ``$HAMOPT_DATA`` (if set), then
+    ``~/.cache/hamopt``."""
     roots = []
     env = os.environ.get(DATA_ENV_VAR)
     if env:
@@ -119,8 +129,13 @@ def download_cifar10(directory: Path) -> Path:
     if digest != DOWNLOAD_MD5:
         raise OSError(f"{archive} has MD5 {digest}, expected {DOWNLOAD_MD5}; delete it and retry")
     with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(BATCHES_DIRNAME + "/")
-                   and m.isfile() and ".." not in Path(m.name).parts]
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.name.startswith(BATCHES_DIRNAME + "/")
+            and m.isfile()
+            and ".." not in Path(m.name).parts
+        ]
         for m in members:
             target = directory / m.name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -153,8 +168,11 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds numpy arrays and plain containers and refuses everything else."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201
@@ -173,7 +191,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(d["labels"], dtype=np.int64)
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a CIFAR-10 batch (keys 'data' N×3072 uint8, 'labels'): {exc}") from exc
+        raise ValueError(
+            f"{path} is not a CIFAR-10 batch (keys 'data' N×3072 uint8, 'labels'): {exc}"
+        ) from exc
     if labels.shape[0] != data.shape[0]:
         raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
     return data, labels
@@ -184,8 +204,10 @@ def read_torchvision(batches: Path) -> dict[str, np.ndarray]:
     train = [_read_batch(batches / name) for name in TRAIN_BATCHES]
     xte, yte = _read_batch(batches / TEST_BATCH)
     return {
-        "x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
-        "x_test": xte, "y_test": yte,
+        "x_train": np.concatenate([x for x, _ in train]),
+        "y_train": np.concatenate([y for _, y in train]),
+        "x_test": xte,
+        "y_test": yte,
     }
 
 
@@ -199,9 +221,13 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         for split in ("train", "test"):
             x, y = d[f"x_{split}"], d[f"y_{split}"]
             if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-                raise ValueError(f"{path}: x_{split} must be (N, 32, 32, 3) uint8, got {x.shape} {x.dtype}")
+                raise ValueError(
+                    f"{path}: x_{split} must be (N, 32, 32, 3) uint8, got {x.shape} {x.dtype}"
+                )
             if y.shape != (x.shape[0],):
-                raise ValueError(f"{path}: y_{split} must have shape ({x.shape[0]},), got {y.shape}")
+                raise ValueError(
+                    f"{path}: y_{split} must have shape ({x.shape[0]},), got {y.shape}"
+                )
             out[f"x_{split}"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
             out[f"y_{split}"] = y.astype(np.int64)
     return out
@@ -214,8 +240,13 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32).div_(255.0).sub_(mean).div_(std).contiguous()
 
 
-def load_cifar10(root: str | Path | None = None, *, download: bool = False,
-                 train_size: int | None = None, test_size: int | None = None) -> Dataset:
+def load_cifar10(
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    train_size: int | None = None,
+    test_size: int | None = None,
+) -> Dataset:
     """CIFAR-10 from ``root`` (see the module docstring for the layouts and the search order)."""
     kind, path = resolve(root, download)
     arrays = read_npz(path) if kind == "npz" else read_torchvision(path)
@@ -229,6 +260,11 @@ def load_cifar10(root: str | Path | None = None, *, download: bool = False,
     parts["x_test"] = normalise(parts["x_test"])
     pad = tuple(normalise(torch.zeros(1, 3, 1, 1, dtype=torch.uint8)).flatten().tolist())
     return Dataset(
-        name="cifar10", num_classes=10, input_shape=(3, 32, 32),
-        source=f"{path} ({kind} layout)", augment=True, pad_value=pad, **parts,
+        name="cifar10",
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        source=f"{path} ({kind} layout)",
+        augment=True,
+        pad_value=pad,
+        **parts,
     )

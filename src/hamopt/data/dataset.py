@@ -61,14 +61,16 @@ def balanced_subset(labels: Tensor, size: int, num_classes: int, *, argument: st
         rows = torch.nonzero(labels == c).flatten()
         if rows.numel() < quota:
             raise ValueError(
-                f"{argument}={size} needs {quota} examples of class {c}, only {rows.numel()} available"
+                f"{argument}={size} needs {quota} examples of class {c}, "
+                f"only {rows.numel()} available"
             )
         chosen.append(rows[:quota])
     return torch.sort(torch.cat(chosen)).values
 
 
-def take_subset(ds_parts: dict[str, Tensor], num_classes: int, train_size: int | None,
-                test_size: int | None) -> dict[str, Tensor]:
+def take_subset(
+    ds_parts: dict[str, Tensor], num_classes: int, train_size: int | None, test_size: int | None
+) -> dict[str, Tensor]:
     """Apply :func:`balanced_subset` to the train and/or test split of ``ds_parts``."""
     out = dict(ds_parts)
     if train_size is not None:

@@ -35,11 +35,17 @@ def load_digits(*, train_size: int | None = None, test_size: int | None = None) 
         return torch.from_numpy(z).reshape(-1, 1, 8, 8).contiguous()
 
     parts = {
-        "x_train": images(xtr), "y_train": torch.from_numpy(ytr.astype(np.int64)),
-        "x_test": images(xte), "y_test": torch.from_numpy(yte.astype(np.int64)),
+        "x_train": images(xtr),
+        "y_train": torch.from_numpy(ytr.astype(np.int64)),
+        "x_test": images(xte),
+        "y_test": torch.from_numpy(yte.astype(np.int64)),
     }
     parts = take_subset(parts, 10, train_size, test_size)
     return Dataset(
-        name="digits", num_classes=10, input_shape=(1, 8, 8),
-        source="sklearn bundled (sklearn.datasets.load_digits)", augment=False, **parts,
+        name="digits",
+        num_classes=10,
+        input_shape=(1, 8, 8),
+        source="sklearn bundled (sklearn.datasets.load_digits)",
+        augment=False,
+        **parts,
     )

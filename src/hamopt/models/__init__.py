@@ -21,7 +21,17 @@ from .resnet import BasicBlock, CifarResNet
 MODEL_NAMES: tuple[str, ...] = model_names()
 
 __all__ = [
-    "GPT", "GPTConfig", "build_gpt",
-    "CHANNELS_LAST_ON_CPU", "MLP", "MODEL_BUILDERS", "MODEL_NAMES", "BasicBlock", "CifarResNet",
-    "SmallCNN", "build_model", "model_names", "register_model",
+    "GPT",
+    "GPTConfig",
+    "build_gpt",
+    "CHANNELS_LAST_ON_CPU",
+    "MLP",
+    "MODEL_BUILDERS",
+    "MODEL_NAMES",
+    "BasicBlock",
+    "CifarResNet",
+    "SmallCNN",
+    "build_model",
+    "model_names",
+    "register_model",
 ]

@@ -15,11 +15,15 @@ def check_int(name: str, value: object, low: int, high: int, *, model: str) -> i
 def check_in(name: str, value: object, allowed: Collection[object], *, model: str) -> object:
     """``value`` must be one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"{model}: {name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        raise ValueError(
+            f"{model}: {name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+        )
     return value
 
 
-def check_image_shape(input_shape: tuple[int, ...], *, model: str, min_side: int = 1) -> tuple[int, int, int]:
+def check_image_shape(
+    input_shape: tuple[int, ...], *, model: str, min_side: int = 1
+) -> tuple[int, int, int]:
     """``input_shape`` must be ``(C, H, W)`` with ``H, W >= min_side``."""
     if len(input_shape) != 3 or min(input_shape[1:]) < min_side:
         raise ValueError(

@@ -53,13 +53,21 @@ MODEL_BUILDERS: dict[str, ModelBuilder] = {
 }
 
 # Whether NHWC beat NCHW for forward + backward on the reference CPU (see the table above).
-CHANNELS_LAST_ON_CPU: dict[str, bool] = {"resnet18": False, "resnet20": False, "small_cnn": False, "mlp": False}
+CHANNELS_LAST_ON_CPU: dict[str, bool] = {
+    "resnet18": True,
+    "resnet20": True,
+    "small_cnn": True,
+    "mlp": False,
+}
 
 
 def register_model(name: str, builder: ModelBuilder, *, channels_last_on_cpu: bool = False) -> None:
     """Add ``builder`` under ``name`` (which must be new)."""
     if not isinstance(name, str) or not name or name in MODEL_BUILDERS:
-        raise ValueError(f"name must be a new non-empty string, got {name!r} (taken: {', '.join(MODEL_BUILDERS)})")
+        raise ValueError(
+            f"name must be a new non-empty string, got {name!r} "
+            f"(taken: {', '.join(MODEL_BUILDERS)})"
+        )
     MODEL_BUILDERS[name] = builder
     CHANNELS_LAST_ON_CPU[name] = bool(channels_last_on_cpu)
 
@@ -76,28 +84,51 @@ def _inputs_channels_last(module: nn.Module, args: tuple) -> tuple:
     return (x, *rest)
 
 
-def build_model(name: str, *, num_classes: int, input_shape: tuple[int, ...], width: int | None = None,
-                depth: int | None = None, seed: int = 0, channels_last: bool | None = None,
-                activation: str | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    width: int | None = None,
+    depth: int | None = None,
+    seed: int = 0,
+    channels_last: bool | None = None,
+    activation: str | None = None,
+) -> nn.Module:
     """Build model ``name`` with parameters initialised from ``seed`` (global RNG untouched).
 
     ``width``/``depth``/``activation`` default per model (see each module). ``channels_last``:
     True/False force the memory format; None uses the measured per-model choice.
     """
     if name not in MODEL_BUILDERS:
-        raise ValueError(f"name must be one of {', '.join(map(repr, MODEL_BUILDERS))}; got {name!r}")
+        raise ValueError(
+            f"name must be one of {', '.join(map(repr, MODEL_BUILDERS))}; got {name!r}"
+        )
     check_int("num_classes", num_classes, 2, 1_000_000, model=name)
-    if (not isinstance(input_shape, (tuple, list)) or not input_shape
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape)):
-        raise ValueError(f"{name}: input_shape must be a non-empty tuple of positive integers, got {input_shape!r}")
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or not input_shape
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape)
+    ):
+        raise ValueError(
+            f"{name}: input_shape must be a non-empty tuple of positive integers, "
+            f"got {input_shape!r}"
+        )
     check_int("seed", seed, 0, 2**63 - 1, model=name)
     if channels_last is not None and not isinstance(channels_last, bool):
-        raise ValueError(f"{name}: channels_last must be True, False or None, got {channels_last!r}")
+        raise ValueError(
+            f"{name}: channels_last must be True, False or None, got {channels_last!r}"
+        )
     builder = MODEL_BUILDERS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = builder(num_classes=num_classes, input_shape=tuple(input_shape), width=width,
-                        depth=depth, activation=activation)
+        model = builder(
+            num_classes=num_classes,
+            input_shape=tuple(input_shape),
+            width=width,
+            depth=depth,
+            activation=activation,
+        )
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     use_nhwc = CHANNELS_LAST_ON_CPU.get(name, False) if channels_last is None else channels_last
     if use_nhwc and not has_conv:

@@ -19,14 +19,25 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 class SmallCNN(nn.Module):
     """``depth`` × (conv3×3, activation, max-pool 2) → flatten → linear."""
 
-    def __init__(self, *, input_shape: tuple[int, int, int], num_classes: int, width: int,
-                 depth: int, activation: str) -> None:
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        width: int,
+        depth: int,
+        activation: str,
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         layers: list[nn.Module] = []
         for i in range(depth):
             c_out = width * 2**i
-            layers += [nn.Conv2d(c, c_out, 3, padding=1), ACTIVATIONS[activation](), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c, c_out, 3, padding=1),
+                ACTIVATIONS[activation](),
+                nn.MaxPool2d(2),
+            ]
             c, h, w = c_out, h // 2, w // 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c * h * w, num_classes)
@@ -35,8 +46,14 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-def small_cnn(*, num_classes: int, input_shape: tuple[int, ...], width: int | None = None,
-              depth: int | None = None, activation: str | None = None) -> SmallCNN:
+def small_cnn(
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    width: int | None = None,
+    depth: int | None = None,
+    activation: str | None = None,
+) -> SmallCNN:
     """Small CNN; ``width`` first-block channels (default 32), ``depth`` conv blocks (default 2)."""
     d = check_int("depth", 2 if depth is None else depth, 1, 6, model="small_cnn")
     shape = check_image_shape(input_shape, model="small_cnn", min_side=2**d)

@@ -22,8 +22,9 @@ from .builder import build_model
 CONV_MODELS = ("resnet18", "resnet20", "small_cnn")
 
 
-def step_time(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, rounds: int,
-              warmup: int = 2) -> dict[str, float]:
+def step_time(
+    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, rounds: int, warmup: int = 2
+) -> dict[str, float]:
     """Interleaved median seconds of a forward + backward step for each model."""
     loss_fn = nn.CrossEntropyLoss()
 
@@ -52,16 +53,24 @@ def main(argv: list[str] | None = None) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (args.batch,), generator=g)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.rounds} interleaved rounds")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"{args.rounds} interleaved rounds"
+    )
     print(f"{'model':10s} {'NCHW ms':>9s} {'NHWC ms':>9s} {'NHWC/NCHW':>10s}")
     for name in args.models:
         models = {
-            fmt: build_model(name, num_classes=10, input_shape=(3, 32, 32), seed=0, channels_last=fmt == "nhwc")
+            fmt: build_model(
+                name, num_classes=10, input_shape=(3, 32, 32), seed=0, channels_last=fmt == "nhwc"
+            )
             for fmt in ("nchw", "nhwc")
         }
         t = step_time(models, x, y, rounds=args.rounds)
-        print(f"{name:10s} {1e3 * t['nchw']:9.1f} {1e3 * t['nhwc']:9.1f} {t['nhwc'] / t['nchw']:10.3f}", flush=True)
+        print(
+            f"{name:10s} {1e3 * t['nchw']:9.1f} {1e3 * t['nhwc']:9.1f} "
+            f"{t['nhwc'] / t['nchw']:10.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
