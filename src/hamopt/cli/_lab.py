@@ -47,15 +47,15 @@ def print_table(path: Any) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-
-        def f(k: str) -> str:
-            try:
-                return f"{float(r[k]):+.3f}"
-            except ValueError:
-                return "n/a"
-
-        ci = f"[{f('ci_low')}, {f('ci_high')}]"
+        ci = f"[{_num(r, 'ci_low')}, {_num(r, 'ci_high')}]"
         r2 = f"{float(r['r2']):.2f}" if r["r2"] not in ("", "nan") else "n/a"
         print(
-            f"{r['optimizer']:<20}{r['band']:<6}{r['drift']:<11}{r['n']:>3}{f('slope'):>9}{ci:>22}{r2:>7}"
+            f"{r['optimizer']:<20}{r['band']:<6}{r['drift']:<11}{r['n']:>3}{_num(r, 'slope'):>9}{ci:>22}{r2:>7}"
         )
+
+
+def _num(row: dict[str, str], key: str) -> str:
+    try:
+        return f"{float(row[key]):+.3f}"
+    except ValueError:
+        return "n/a"

@@ -4,7 +4,7 @@ Three treatments of one training run, composed around the optimiser rather than 
 
 * ``default`` — nothing changes.
 * ``thrash`` — every evaluation of the loss closure first writes and reads a buffer larger than
-  the last-level cache (twice its size). In exact mode the optimiser calls the closure at θ_t and
+  the last-level cache (twice its size; on a CUDA device, twice its L2 cache, in device memory). In exact mode the optimiser calls the closure at θ_t and
   again at θ_{t+1}, between the drift and the closing half-kick, so the cache is flushed between
   the two half-kicks; in streaming mode the closure call sits between a step's opening half-kick
   and its deferred closing one.
@@ -82,11 +82,17 @@ class Thrash(Ablation):
 
     name = "thrash"
 
-    def __init__(self, nbytes: int | None = None) -> None:
-        size = nbytes if nbytes is not None else 2 * last_level_cache_bytes()
+    def __init__(self, nbytes: int | None = None, device: str | torch.device = "cpu") -> None:
+        device = torch.device(device)
+        if nbytes is None:
+            llc = last_level_cache_bytes()
+            if device.type == "cuda":  # the GPU's last-level cache is its L2
+                llc = int(torch.cuda.get_device_properties(device).L2_cache_size) or llc
+            nbytes = 2 * llc
+        size = nbytes
         if size < 1:
             raise ValueError(f"nbytes must be >= 1, got {size}")
-        self.buffer = torch.empty(max(1, size // 8), dtype=torch.float64)
+        self.buffer = torch.empty(max(1, size // 8), dtype=torch.float64, device=device)
         self.calls = 0
         self.checksum = 0.0
 
@@ -139,12 +145,13 @@ class Scramble(Ablation):
                 optimizer._scratch = tuple([t.clone() for t in part] for part in scratch)  # type: ignore[attr-defined]
 
 
-def make_ablation(name: str) -> Ablation:
-    """The ablation called ``name`` (one of :data:`ABLATION_NAMES`)."""
+def make_ablation(name: str, device: str | torch.device = "cpu") -> Ablation:
+    """The ablation called ``name`` (one of :data:`ABLATION_NAMES`); ``thrash`` flushes the cache
+    of ``device`` (the CPU's last-level cache, or a CUDA device's L2)."""
     if name == "default":
         return Ablation()
     if name == "thrash":
-        return Thrash()
+        return Thrash(device=device)
     if name == "scramble":
         return Scramble()
     raise ValueError(f"ablation must be one of {ABLATION_NAMES}, got {name!r}")

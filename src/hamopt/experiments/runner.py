@@ -371,7 +371,7 @@ def execute_run(
     from ..data import BatchStream
 
     dtype = _DTYPES[spec.dtype]
-    ablation = ablation or make_ablation(cfg.ablation)
+    ablation = ablation or make_ablation(cfg.ablation, spec.device)
     started = time.time()
     t0 = time.perf_counter()
     records: list[StepRecord] = []
