@@ -108,6 +108,28 @@ def write_results_dir(root: Path, steps: int = 60) -> Path:
     _write_csv(root / "drift.csv", drift_rows)
     _write_csv(root / "table.csv", table_rows)
     _write_csv(root / "cap.csv", cap_rows)
+    # "ablations": the default run against a rerun (identical) and against other mini-batches
+    default = run_trajectory(replace(base, optimizer="leapfrog", step_size=0.04))
+    others = {"rerun": default.config, "reseeded": replace(default.config, seed=1)}
+    abl_rows = []
+    for name, cfg in others.items():
+        other = run_trajectory(cfg)
+        abl_rows.append(
+            {
+                "optimizer": "leapfrog",
+                "band": "low",
+                "step_size": 0.04,
+                "seed": 0,
+                "ablation": name,
+                "max_abs_diff_hamiltonian": max(
+                    abs(a - b) for a, b in zip(default.hamiltonian, other.hamiltonian, strict=True)
+                ),
+                "max_abs_diff_loss": max(
+                    abs(a - b) for a, b in zip(default.loss, other.loss, strict=True)
+                ),
+            }
+        )
+    _write_csv(root / "ablations.csv", abl_rows)
     rev_rows = []
     for n in (10, 40):
         res = reversibility(PlaygroundConfig(landscape="quadratic", step_size=0.05, steps=n))

@@ -131,9 +131,17 @@ def test_results_views_and_guard(tmp_path):
 
     root = ResultsDir(write_results_dir(tmp_path / "res", steps=40))
     out = A.results_view(root, ".", "drift_int")
-    status, table, drift_fig, rev_fig, cap_fig, csvs, gallery, runs = out
+    status, table, drift_fig, rev_fig, cap_fig, abl_fig, csvs, gallery, runs = out
+    assert "identical to default: rerun (seed 0) @ 0.04" in abl_fig.layout.title.text
+    assert [t.name for t in abl_fig.data] == ["hamiltonian", "loss"]
     assert "6 runs" in status and "1 figures" in status
-    assert csvs["choices"] == ["cap.csv", "drift.csv", "reversibility.csv", "table.csv"]
+    assert csvs["choices"] == [
+        "ablations.csv",
+        "cap.csv",
+        "drift.csv",
+        "reversibility.csv",
+        "table.csv",
+    ]
     assert csvs["value"] == "cap.csv"
     _, cap = A.csv_view(root, ".", "cap.csv")
     assert list(cap.columns) == ["optimizer", "band", "step_size", "cap_rate"]

@@ -46,7 +46,7 @@ def lab_dir(tmp_path_factory):
 
 def test_browser_reads_a_real_sweep(lab_dir):
     root = ResultsDir(lab_dir)
-    status, table, drift_fig, rev_fig, cap_fig, csvs, gallery, runs = A.results_view(
+    status, table, drift_fig, rev_fig, cap_fig, abl_fig, csvs, gallery, runs = A.results_view(
         root, ".", "drift_int"
     )
     assert {"table.csv", "drift.csv", "cap.csv", "reversibility.csv"} <= set(csvs["choices"])

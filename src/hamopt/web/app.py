@@ -313,6 +313,7 @@ def _empty_results(message: str) -> tuple[Any, ...]:
         blank,
         blank,
         blank,
+        blank,
         gr.update(choices=[], value=None),
         [],
         gr.update(choices=[], value=None),
@@ -345,8 +346,8 @@ def _images(rd: ResultsDir) -> list[tuple[Any, str]]:
 
 
 def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> tuple[Any, ...]:
-    """(status, Table 1, drift fig, reversibility fig, cap fig, CSV dropdown, PNG figures,
-    run dropdown)."""
+    """(status, Table 1, drift fig, reversibility fig, cap fig, ablations fig, CSV dropdown,
+    PNG figures, run dropdown)."""
     if root is None:
         return _empty_results(
             "no results directory: start the page with `hamopt demo --results DIR`"
@@ -383,6 +384,12 @@ def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> t
         else F.message_figure("reversibility.csv missing")
     )
     cap_fig = F.results_cap_figure(cap) if cap is not None else F.message_figure("cap.csv missing")
+    abl = read("ablations.csv")
+    abl_fig = (
+        F.results_ablation_figure(abl)
+        if abl is not None
+        else F.message_figure("ablations.csv missing")
+    )
     gallery = _images(rd)
     runs = rd.run_ids()
     csvs = rd.csv_names()
@@ -399,6 +406,7 @@ def results_view(root: ResultsDir | None, relative: str, drift_column: str) -> t
         drift_fig,
         rev_fig,
         cap_fig,
+        abl_fig,
         gr.update(choices=csvs, value=first_csv),
         gallery,
         gr.update(choices=runs, value=runs[0] if runs else None),
@@ -683,6 +691,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
             with gr.Row():
                 rev_plot = gr.Plot(label="reversibility", elem_id="rs-rev")
                 cap_plot = gr.Plot(label="energy cap", elem_id="rs-cap")
+            abl_plot = gr.Plot(label="memory ablations", elem_id="rs-ablations")
             with gr.Row():
                 csv_pick = gr.Dropdown(
                     [], label="any table of the directory", elem_id="rs-csv", scale=3
@@ -703,6 +712,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                 drift_plot,
                 rev_plot,
                 cap_plot,
+                abl_plot,
                 csv_pick,
                 gallery,
                 run_pick,

@@ -27,6 +27,7 @@ __all__ = [
     "drift_scan_figure",
     "energy_figure",
     "message_figure",
+    "results_ablation_figure",
     "results_cap_figure",
     "results_drift_figure",
     "results_reversibility_figure",
@@ -478,6 +479,50 @@ def results_reversibility_figure(rev: Any) -> go.Figure:
         xaxis_title="steps N each way",
         yaxis_title="relative error",
         yaxis_type="log",
+    )
+    return fig
+
+
+def results_ablation_figure(abl: Any) -> go.Figure:
+    """ablations.csv: largest |difference| of each ablation's per-step series from the default's
+    (log scale; an ablation identical to the default is listed in the title, not drawn)."""
+    cols = [
+        c
+        for c in ("max_abs_diff_hamiltonian", "max_abs_diff_delta_h_int", "max_abs_diff_loss")
+        if c in abl.columns
+    ]
+    if "ablation" not in abl.columns or not cols:
+        return message_figure(
+            "ablations.csv has no ablation / max_abs_diff_* columns; see the table"
+        )
+    if len(abl) == 0:
+        return message_figure("no memory-ablation runs in this directory")
+    label = abl["ablation"].astype(str)
+    if "seed" in abl.columns:
+        label = label + " (seed " + abl["seed"].astype(str) + ")"
+    if "step_size" in abl.columns:
+        label = label + " @ " + abl["step_size"].astype(str)
+    fig = _figure()
+    for i, col in enumerate(cols):
+        fig.add_trace(
+            go.Bar(
+                x=label.tolist(),
+                y=_abs(abl[col].astype(float).tolist()),
+                name=col.removeprefix("max_abs_diff_"),
+                marker_color=COLORS[i % len(COLORS)],
+            )
+        )
+    values = abl[cols[0]].astype(float)
+    same = sorted(set(label[values == 0.0]))
+    title = "memory ablations: max |series − default series|"
+    if same:
+        title += f" — identical to default: {', '.join(same)}"
+    fig.update_layout(
+        **LAYOUT,
+        title=dict(text=title, font=dict(size=13)),
+        yaxis_type="log",
+        barmode="group",
+        yaxis_title="max |difference|",
     )
     return fig
 
