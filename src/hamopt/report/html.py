@@ -52,6 +52,25 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _decomposition_sentences(rows: Sequence[dict[str, Any]]) -> str:
+    """One plain sentence per optimiser and band: how big δ is next to ΔH^int, whose slope ΔH^traj has."""
+    out = []
+    for r in rows:
+        ratio = r["median_ratio_resampling_to_int"]
+        if not (isinstance(ratio, float) and math.isfinite(ratio)):
+            continue
+        size = (f"δ is {ratio:.3g}× the integrator drift" if ratio >= 1
+                else f"δ is {1 / ratio:.3g}× smaller than the integrator drift")
+        slopes = (f"slopes: ΔH^int {_fmt(r['slope_int'])}, δ {_fmt(r['slope_resampling'])}, "
+                  f"ΔH^traj {_fmt(r['slope_traj'])}")
+        who = {"resampling": "the trajectory slope follows the resampling term",
+               "integrator": "the trajectory slope follows the integrator"}.get(r["traj_follows"],
+                                                                               "undetermined")
+        out.append(f"<li><b>{html.escape(str(r['optimizer']))} ({html.escape(str(r['band']))})</b>: "
+                   f"{size} (median over runs); {slopes}; {who}.</li>")
+    return "".join(out)
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
@@ -116,6 +135,7 @@ resampling (δ).</p>
 <p class='note'>ΔH^traj = ΔH^int + δ. <i>median_ratio_resampling_to_int</i> is the median over runs of
 drift(δ)/drift(ΔH^int); <i>traj_follows</i> names the part whose slope the trajectory slope is closer to.</p>
 {_table(a.decomposition)}
+<ul>{_decomposition_sentences(a.decomposition)}</ul>
 
 <h2>Figures</h2>
 {figs}
