@@ -103,6 +103,9 @@ def test_suggestions_show_only_the_controls_an_optimizer_reads():
         if u["visible"]
     }
     assert shown == {"gamma", "mass", "cap"}
+    noisy = A.suggestion_view("noisy_quadratic", "leapfrog")[4:]
+    shown = {n for n, u in zip(A.HYPER_FIELDS, noisy, strict=True) if u["visible"]}
+    assert shown == {"gamma", "mass", "cap", "noise"}
 
 
 def test_noisy_landscape_shows_both_energy_changes():

@@ -54,7 +54,8 @@ SHORT_NAMES = {
     "nu": "ν",
 }
 # hyperparameter controls shown only for the optimisers that read them (OptimizerInfo.uses)
-HYPER_FIELDS = ("gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu")
+# (noise: shown on the noisy landscape only)
+HYPER_FIELDS = ("gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu", "noise")
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
@@ -224,8 +225,14 @@ def suggestion_view(landscape: str, optimizer: str) -> tuple[Any, ...]:
         gr.update(value=c.steps),
         gr.update(value=c.start[0]),
         gr.update(value=c.start[1]),
-        *(gr.update(visible=name in c.info.uses) for name in HYPER_FIELDS),
+        *(gr.update(visible=_shown(name, c)) for name in HYPER_FIELDS),
     )
+
+
+def _shown(name: str, config: pg.PlaygroundConfig) -> bool:
+    if name == "noise":
+        return LANDSCAPES[config.landscape].cls.noisy
+    return name in config.info.uses
 
 
 CONTROL_NAMES = (
@@ -528,6 +535,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
                         d.noise,
                         label="noise σ (noisy quadratic)",
                         elem_id="pg-noise",
+                        visible=LANDSCAPES[d.landscape].cls.noisy,
                         info="[0, 10]",
                     )
                     with gr.Row():
@@ -570,7 +578,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
             hyper = dict(
                 zip(
                     HYPER_FIELDS,
-                    (gamma, mass, cap, momentum, weight_decay, eta, f0, nu),
+                    (gamma, mass, cap, momentum, weight_decay, eta, f0, nu, noise),
                     strict=True,
                 )
             )
