@@ -307,7 +307,7 @@ def deferred_bounce_rescale_matches_eager(name: str) -> None:
         closure = closure_for(opt, m)
         for i in range(12):
             if i == 6:  # b has no gradient this step
-                def closure_w():
+                def closure_w(opt=opt, m=m):
                     opt.zero_grad(set_to_none=True)
                     loss = m()
                     loss.backward()

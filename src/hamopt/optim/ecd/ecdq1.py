@@ -141,13 +141,13 @@ class ECDq1(K.ECDOptimizer):
             glob["initialized"] = True
             vvals = K.to_host(v_dependent())
         p2, *vdots = vvals
-        F = loss + (wd or 0.0) - F0
-        common = dict(loss=loss, potential=F, grad_norm=math.sqrt(gsq), d=d)
+        pot = loss + (wd or 0.0) - F0
+        common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq), d=d)
         if not vels:
             self._skip("no parameter has a gradient this step", **common)
             return
-        if not F > eps2:
-            self._skip(f"F = L + ½λ‖θ‖² − F0 = {F:.6g} ≤ eps2 = {eps2:g}", **common)
+        if not pot > eps2:
+            self._skip(f"F = L + ½λ‖θ‖² − F0 = {pot:.6g} ≤ eps2 = {eps2:g}", **common)
             return
 
         owed, p2, applied = self._resolve_deferred(groups, p2)
@@ -168,7 +168,7 @@ class ECDq1(K.ECDOptimizer):
         dots_per_tensor = vdots[0] if per_tensor else []
         offset = 0
         for g in groups:
-            a = 0.5 * (g.lr / math.sqrt(eta)) * eta * d / (d - 1) / F
+            a = 0.5 * (g.lr / math.sqrt(eta)) * eta * d / (d - 1) / pot
             n = len(g.params)
             if per_tensor:
                 K.scale_each_(g.moms, [owed * c * (1.0 + a * c * x) for x in dots_per_tensor[offset:offset + n]],

@@ -133,15 +133,15 @@ class ECDSep(K.ECDOptimizer):
                                        K.sq_norm(moms, foreach=fe, device=dev),
                                        K.sq_norm(grads, foreach=fe, device=dev)])
         self._check_finite(loss, gsq)
-        F = loss + (wd or 0.0) - F0
-        common = dict(loss=loss, potential=F, grad_norm=math.sqrt(gsq))
+        pot = loss + (wd or 0.0) - F0
+        common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
         if not moms:
             self._skip("no parameter has a gradient this step", **common)
             return
-        if not F > eps2:
-            self._skip(f"F = L + ½λ‖θ‖² − F0 = {F:.6g} ≤ eps2 = {eps2:g}", **common)
+        if not pot > eps2:
+            self._skip(f"F = L + ½λ‖θ‖² − F0 = {pot:.6g} ≤ eps2 = {eps2:g}", **common)
             return
-        log_v = eta * math.log(F)
+        log_v = eta * math.log(pot)
         owed, p2, _ = self._resolve_deferred(groups, p2)
         if not glob["initialized"]:
             glob["log_C"] = log_v + math.log(s + delta)
@@ -167,7 +167,7 @@ class ECDSep(K.ECDOptimizer):
         # 2. kick (the scale also settles the last bounce's deferred rescale)
         K.scale_(moms, c * owed, foreach=fe)
         for g in groups:
-            coef = g.lr * eta / F
+            coef = g.lr * eta / pot
             K.axpy_(g.moms, g.grads, -coef, foreach=fe)
             if g.weight_decay:
                 K.axpy_(g.moms, g.params, -coef * g.weight_decay, foreach=fe)
