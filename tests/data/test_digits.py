@@ -18,6 +18,7 @@ def test_split_sizes_shapes_and_types(digits):
     assert digits.input_shape == (1, 8, 8) and digits.num_classes == 10
     assert digits.augment is False
     assert "sklearn" in digits.source
+    assert "x_train" not in repr(digits) and "digits" in repr(digits)
 
 
 def test_split_is_fixed(digits):

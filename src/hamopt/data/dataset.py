@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """An in-memory classification data set, already normalised.
 
@@ -19,13 +19,15 @@ class Dataset:
     applies to training batches. ``pad_value`` is the per-channel value, in normalised units,
     that a black (all-zero) raw pixel takes; the random crop pads with it, so padding is black
     exactly as ``RandomCrop(32, padding=4)`` before ``Normalize`` would pad.
+
+    Equality is identity (the tensors are not compared), and the repr omits the tensors.
     """
 
     name: str
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
+    x_train: Tensor = field(repr=False)
+    y_train: Tensor = field(repr=False)
+    x_test: Tensor = field(repr=False)
+    y_test: Tensor = field(repr=False)
     num_classes: int
     input_shape: tuple[int, ...]
     source: str

@@ -7,23 +7,27 @@ validates its own options and returns an ``nn.Module``; adding a model is one en
 Channels-last (NHWC) memory format. ``channels_last=None`` uses :data:`CHANNELS_LAST_ON_CPU`,
 which records, per convolutional model, whether NHWC was measured faster than NCHW for a
 training step (forward + backward) on the project's reference CPU. Measured with
-``python -m hamopt.models.measure_channels_last --batch B --rounds R`` (CIFAR shape 3×32×32,
-2 threads, interleaved medians; AMD EPYC, 2 shared cores, torch 2.13.0 CPU, 2026-11-23):
+``python -m hamopt.models.measure_channels_last --batch B --rounds R [--models ...]`` (input
+3×32×32, 2 threads, interleaved medians of forward + cross-entropy + backward; AMD EPYC, 2 cores
+shared with other work, torch 2.13.0 CPU). Ratio NHWC / NCHW, below 1 = channels-last faster:
 
-=========  =====  ==========  ==========  ===========
-model      batch  NCHW (ms)   NHWC (ms)   NHWC / NCHW
-=========  =====  ==========  ==========  ===========
-resnet18   32     347.4       303.9       0.875
-resnet20   32     42.0        35.3        0.839
-small_cnn  32     8.5         5.8         0.676
-resnet18   128    4954.3      1521.3      0.307
-resnet20   128    166.8       133.5       0.801
-small_cnn  128    296.2       260.1       0.878
-=========  =====  ==========  ==========  ===========
+=========  =====  =================  ==============================
+model      batch  quiet (load ≈ 1)   loaded (load 6–9), repeated
+=========  =====  =================  ==============================
+resnet18   32     0.875              0.857, 0.908
+resnet18   128    0.307              0.824
+resnet20   32     0.839              1.128, 0.840
+resnet20   128    0.801              1.024, 0.962
+small_cnn  32     0.676              0.844, 0.335
+small_cnn  128    0.878              0.351, 0.777
+=========  =====  =================  ==============================
 
-(R = 10 at batch 32, 5 at batch 128.) NHWC was faster for every convolutional model, so the
-automatic choice is channels-last for them; the MLP has no convolutions and stays NCHW.
-Re-run the command on a different machine before relying on the table there.
+(R = 10–15 at batch 32, 5 at batch 128; quiet run: ResNet-18 347 → 304 ms per step at batch 32.
+The quiet ResNet-18 rows predate :class:`~hamopt.models.resnet.PointwiseProjection`; the loaded
+ones include it.) Channels-last was faster in 15 of 17 comparisons and in every quiet one, so the
+automatic choice is channels-last for the three convolutional models; ResNet-20's margin is
+small (median ratio ≈ 0.9). The MLP has no convolutions and stays NCHW. Re-run the command on
+another machine before relying on the table there.
 
 A model built channels-last has its 4-D weights in NHWC strides and converts its inputs itself
 (a forward pre-hook calls ``x.contiguous(memory_format=torch.channels_last)``), so callers pass
