@@ -35,6 +35,12 @@ def test_batch_depends_only_on_seed_and_step():
     assert torch.equal(forward.batch(3)[0], first[3][0])
 
 
+def test_global_rng_is_untouched():
+    before = torch.random.get_rng_state()
+    BatchStream(image_dataset(), batch_size=8, seed=0).batch(3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_different_seeds_differ():
     ds = image_dataset()
     a = BatchStream(ds, batch_size=8, seed=0).batch(0)

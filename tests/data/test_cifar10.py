@@ -193,3 +193,33 @@ def test_npz_with_wrong_arrays_is_rejected(tmp_path):
     )
     with pytest.raises(ValueError, match=r"x_train must be \(N, 32, 32, 3\) uint8"):
         load_dataset("cifar10", root=wrong)
+
+
+def write_npz(path: Path, n_train: int = 30, n_test: int = 10) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def test_npz_layout_hwc_is_converted_to_chw(tmp_path):
+    arrays = write_npz(tmp_path / "cifar10_subset.npz")
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert ds.x_train.shape == (30, 3, 32, 32) and ds.x_train.is_contiguous()
+    expected = normalised(arrays["x_test"][4].transpose(2, 0, 1))
+    assert torch.allclose(ds.x_test[4], expected, atol=1e-6)
+    # pixel (row 5, column 9, green) of training image 3
+    g = (arrays["x_train"][3, 5, 9, 1] / 255 - CIFAR10_MEAN[1]) / CIFAR10_STD[1]
+    assert float(ds.x_train[3, 1, 5, 9]) == pytest.approx(g, abs=1e-6)
+
+
+def test_full_torchvision_layout_wins_over_subset(tmp_path):
+    write_npz(tmp_path / "cifar10_subset.npz")
+    write_batches(tmp_path / "cifar-10-batches-py", SIZES)
+    ds = load_dataset("cifar10", root=tmp_path)
+    assert ds.x_train.shape[0] == 50 and "torchvision" in ds.source
