@@ -12,7 +12,7 @@
    (``x0 = default + 0.1 · N(0, I)``) and seeds the ECD optimiser's generator. A run that reaches a
    non-finite loss stops there; its best finite loss counts, and the table says how many diverged.
 
-Run ``python bench/bench_ecd.py`` (full, ≈ 4–6 min on this 2-core machine) or ``--quick`` (≈ 1 min).
+Run ``python bench/bench_ecd.py`` (full, ≈ 4–6 min on this 2-core machine) or ``--quick`` (≈ 15 s).
 Everything runs with one torch thread unless ``--threads`` says otherwise.
 Prints both tables as markdown, plus the configuration and versions.
 """
@@ -270,7 +270,7 @@ def environment() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short budget and grid (≈ 30 s)")
+    ap.add_argument("--quick", action="store_true", help="short budget and grid (≈ 15 s)")
     ap.add_argument("--steps", type=int, default=None, help="step budget per run (default 2000; quick 200)")
     ap.add_argument("--rounds", type=int, default=None, help="timing rounds (default 20; quick 5)")
     ap.add_argument("--threads", type=int, default=1,
