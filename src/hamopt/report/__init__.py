@@ -103,6 +103,8 @@ NOTES = (
     "out (listed below). Bootstrap: 1000 (spec: bootstrap) resamples of the seeds with replacement.",
     "Energy conventions (spec §5): Leapfrog K = ½Σm‖p‖², step = dt; SGD-momentum K = ½·lr·‖b‖², AdamW "
     "K = ½·lr·Σm̂²/(√v̂+ε), step = lr.",
+    "Time per step is the median wall time of each optimiser's completed runs; runs of different "
+    "optimisers ran at different moments, so on a shared machine the ratios move with the load.",
     "Reversibility: γ = 0, no cap, exact mode, one fixed batch; error = ‖θ_back − θ_0‖/‖θ_0‖.",
     "Memory ablations: thrash writes and reads a buffer of twice the last-level cache before every loss "
     "evaluation (so between the two half-kicks); scramble moves every parameter and optimiser state tensor to "
