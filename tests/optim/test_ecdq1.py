@@ -160,13 +160,16 @@ def test_per_tensor_projection_is_not_tangent_globally():
 
 
 @pytest.mark.parametrize("projection", ["global", "per_tensor"])
-def test_first_steps_follow_the_rule(projection):
-    """Reference implementation of the spec (per tensor or global dot), two steps, float64."""
+@pytest.mark.parametrize("wd", [0.0, 0.3])
+def test_first_steps_follow_the_rule(projection, wd):
+    """Reference implementation of the spec (per tensor or global dot, with the L2 term inside F),
+    two steps, float64."""
     lr, eta, F0 = 0.02, 3.0, -1.0
     m = TwoTensors()
     params = list(m.parameters())
     ref = [p.detach().clone() for p in params]
-    opt = hamopt.ECDq1(params, lr=lr, eta=eta, F0=F0, nu=0.0, projection=projection)
+    opt = hamopt.ECDq1(params, lr=lr, eta=eta, F0=F0, nu=0.0, projection=projection,
+                       weight_decay=wd)
     d = sum(p.numel() for p in params)
     dt = lr / math.sqrt(eta)
     v = None
@@ -178,12 +181,15 @@ def test_first_steps_follow_the_rule(projection):
             m2.b.copy_(x[1])
         loss = m2()
         grads = torch.autograd.grad(loss, list(m2.parameters()))
-        if v is None:
+        if v is None:  # v0 = −∇L/‖∇L‖ (the loss's gradient)
             gn = math.sqrt(sum(g.square().sum().item() for g in grads))
             v = [-g / gn for g in grads]
-        n = math.sqrt(sum(t.square().sum().item() for t in v))
-        v = [t / n for t in v]
-        a = 0.5 * dt * eta * d / (d - 1) / (loss.item() - F0)
+        F = loss.item() + 0.5 * wd * sum(t.square().sum().item() for t in ref) - F0
+        grads = [g + wd * t for g, t in zip(grads, ref)]  # G = ∇L + λθ
+        n2 = sum(t.square().sum().item() for t in v)
+        if abs(1.0 - n2) >= 1e-10:  # eps1
+            v = [t / math.sqrt(n2) for t in v]
+        a = 0.5 * dt * eta * d / (d - 1) / F
         if projection == "global":
             vg = sum((t * g).sum().item() for t, g in zip(v, grads))
             v = [t - a * (g - t * vg) for t, g in zip(v, grads)]

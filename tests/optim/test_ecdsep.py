@@ -115,6 +115,17 @@ def test_bad_hyperparameters_name_the_argument():
 
 
 # ---------------------------------------------------------------- ECDSep specifics
+def test_lr_may_be_a_tensor():
+    f = function("rosenbrock", 4)
+    opt = hamopt.ECDSep(f.parameters(), lr=torch.tensor(0.01, dtype=torch.float64), eta=1.0, nu=0.0)
+    g = function("rosenbrock", 4)
+    ref = hamopt.ECDSep(g.parameters(), lr=0.01, eta=1.0, nu=0.0)
+    run(opt, f, 5)
+    run(ref, g, 5)
+    assert torch.equal(f.x, g.x)
+    assert opt.stats["kinetic"] == ref.stats["kinetic"]
+
+
 def test_s_not_one_forces_unit_extra_energy():
     f = function("quadratic", 3)
     opt = hamopt.ECDSep(f.parameters(), lr=0.1, eta=1.0, s=0.0)
