@@ -245,7 +245,7 @@ def resolve_step_sizes(
 
 
 def plan_runs(spec: ExperimentSpec, steps: dict[str, list[float]]) -> list[RunConfig]:
-    """Main grid (ablation ``default``), then the extra ablation runs."""
+    """Main grid (ablation ``default``, seed by seed), then the extra ablation runs."""
 
     def cfg(o: OptimizerSpec, s: float, seed: int, ablation: str) -> RunConfig:
         return RunConfig(
@@ -261,9 +261,12 @@ def plan_runs(spec: ExperimentSpec, steps: dict[str, list[float]]) -> list[RunCo
         )
 
     plan: list[RunConfig] = []
-    for o in spec.optimizers:
-        for s in steps[f"{o.name}/{o.band}"]:
-            for seed in spec.seeds:
+    # seed-major order: every optimiser and step size gets its first seed before any gets its
+    # second, so a stopped sweep leaves balanced partial results and the optimisers' runs are
+    # spread over the same stretch of time (fairer wall-time comparisons on a shared machine)
+    for seed in spec.seeds:
+        for o in spec.optimizers:
+            for s in steps[f"{o.name}/{o.band}"]:
                 plan.append(cfg(o, s, seed, "default"))
     a = spec.ablations
     if a is not None:
