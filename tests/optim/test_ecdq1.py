@@ -197,9 +197,12 @@ def test_first_steps_follow_the_rule(projection, wd):
             v = [t - a * (g - t * (t * g).sum().item()) for t, g in zip(v, grads)]
         ref = [t + dt * u for t, u in zip(ref, v)]
         run(opt, m, 1)
+    # The rescale is skipped when |1 − P2| < eps1 = 1e-10. The reference sums in Python, the
+    # optimiser in torch reductions whose order may follow the thread count, so when |1 − P2|
+    # lies near eps1 the two may decide differently; the outcomes then differ by < eps1/2.
     for p, t, u in zip(params, ref, v):
-        torch.testing.assert_close(p.detach(), t, rtol=0, atol=1e-13)
-        torch.testing.assert_close(opt.state[p]["velocity"], u, rtol=0, atol=1e-13)
+        torch.testing.assert_close(p.detach(), t, rtol=0, atol=1e-10)
+        torch.testing.assert_close(opt.state[p]["velocity"], u, rtol=0, atol=1e-10)
 
 
 def test_bounce_uses_nu_over_sqrt_d_and_keeps_the_speed():
