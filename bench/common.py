@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+
 # CIFAR ResNet-18 parameter shapes: 62 tensors, 11,173,962 parameters
 # (3×3 stem, four stages of two BasicBlocks, 1×1 projection shortcuts, BatchNorm, 10-way head).
 def resnet18_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:

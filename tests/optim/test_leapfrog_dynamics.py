@@ -132,13 +132,16 @@ def test_exact_and_streaming_agree_on_full_batch():
         for _ in range(30):
             opt.step(closure_for(opt, loss_fn))
             stats.append(dict(opt.stats))
-        runs[mode] = (model, opt, stats)
-    (m_e, o_e, s_e), (m_s, o_s, s_s) = runs["exact"], runs["streaming"]
+        runs[mode] = (model, opt, stats, loss_fn)
+    (m_e, o_e, s_e, loss_e), (m_s, o_s, s_s, _) = runs["exact"], runs["streaming"]
     torch.testing.assert_close(flat(m_e.parameters()), flat(m_s.parameters()), rtol=1e-12, atol=1e-13)
-    # streaming momentum = exact momentum's next half-kick
+    # streaming's stored momentum is the half-step p_{29½}, whose closing half-kick with ∇L(θ_30)
+    # gives exact's p_30:  p_30 = a p_{29½} − (dt/2) ∇L(θ_30)
     m_e.zero_grad()
-    loss_fn_e = tanh_mlp(torch.float64)[1]
-    del loss_fn_e
+    loss_e().backward()
+    a = math.exp(-gamma * dt / 2)
+    half = flat((o_e.state[p]["momentum"] + dt / 2 * p.grad) / a for p in m_e.parameters())
+    torch.testing.assert_close(flat(o_s.state[p]["momentum"] for p in m_s.parameters()), half, rtol=1e-10, atol=1e-12)
     for t in range(1, 30):
         # H at the start of streaming call t == H at the end of exact step t−1; ΔH likewise
         assert s_s[t]["hamiltonian"] == pytest.approx(s_e[t - 1]["hamiltonian"], rel=1e-10, abs=1e-14)

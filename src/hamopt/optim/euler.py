@@ -14,7 +14,6 @@ in exact mode the second closure call only measures ``L(θ_{t+1})`` on the same 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor
 
@@ -28,25 +27,6 @@ class Euler(HamiltonianOptimizer):
     """Explicit Euler integrator of ``H = ½ Σ m_i ‖p_i‖² + L(θ)``; arguments as :class:`Leapfrog`."""
 
     _name = "Euler"
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float | Tensor,
-        *,
-        gamma: float = 1e-3,
-        mass: Any = "fan_in",
-        mass_clip: tuple[float, float] = (0.125, 8.0),
-        cap: float | None = 2.0,
-        mode: str = "exact",
-        foreach: bool | None = None,
-        track_energy: bool = True,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(
-            params, lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode,
-            foreach=foreach, track_energy=track_energy, check_finite=check_finite,
-        )
 
     def _euler_update(self, groups: list[_Group]) -> None:
         fe = self._foreach()

@@ -24,7 +24,6 @@ Modes:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,25 +63,6 @@ class Leapfrog(HamiltonianOptimizer):
     """
 
     _name = "Leapfrog"
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float | Tensor,
-        *,
-        gamma: float = 1e-3,
-        mass: Any = "fan_in",
-        mass_clip: tuple[float, float] = (0.125, 8.0),
-        cap: float | None = 2.0,
-        mode: str = "exact",
-        foreach: bool | None = None,
-        track_energy: bool = True,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(
-            params, lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode,
-            foreach=foreach, track_energy=track_energy, check_finite=check_finite,
-        )
 
     # exact mode -------------------------------------------------------------
     def _exact_first_half(self, groups: list[_Group]) -> None:
