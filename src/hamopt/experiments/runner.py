@@ -17,6 +17,13 @@ columns), built from :class:`hamopt.energy.EnergyTracker`:
   actually visits, not the exact mode's. The last step has no ``ΔH^traj``/``ΔH^int`` (they would
   need one more gradient); its δ is measured.
 
+* The Energy Conserving Descent optimisers (types ``ecdsep``, ``bbi``, ``ecdq1``) run like the
+  baselines (mode ``baseline``): one closure call per step, the loss after the step by one extra
+  forward pass on ``B_t``, and the displacement-form ``K = ½‖θ_{t+1} − θ_t‖²/lr`` of their
+  registered energy convention. A step the optimiser skips (``F ≤ eps2``) leaves θ unchanged, so
+  its record has ``loss_after = loss`` and ``K = 0``. Each optimiser's generator is seeded with
+  ``derive_seed(run seed, OPTIMIZER_STREAM)`` (:func:`optimizer_seed`).
+
 A non-finite loss or gradient (:class:`hamopt.NonFiniteError`) ends a run as ``diverged`` at that
 step, keeping the rows before it; any other exception ends it as ``failed`` with the error text.
 The sweep then goes on with the next run. Completed and diverged runs are skipped when the sweep
@@ -42,7 +49,15 @@ import torch.nn.functional as F
 from ..diagnostics.ablations import Ablation, make_ablation
 from ..energy import EnergyTracker, StepRecord
 from ..errors import NonFiniteError
-from .spec import ExperimentSpec, OptimizerSpec, SpecError, spec_hash, spec_to_yaml
+from .spec import (
+    ECD_TYPES,
+    ExperimentSpec,
+    OptimizerSpec,
+    SpecError,
+    ecd_class,
+    spec_hash,
+    spec_to_yaml,
+)
 from .store import STEP_COLUMNS, RunStore, atomic_write_text, write_csv
 
 __all__ = [
@@ -50,6 +65,7 @@ __all__ = [
     "SweepSummary",
     "execute_run",
     "make_optimizer",
+    "optimizer_seed",
     "plan_runs",
     "resolve_step_sizes",
     "run_reversibility",
@@ -57,6 +73,7 @@ __all__ = [
 ]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+OPTIMIZER_STREAM = 4  # derive_seed word of an optimiser's own generator (data streams use 0-2)
 
 
 @dataclass(frozen=True)
@@ -134,12 +151,24 @@ def build(
     return model
 
 
+def optimizer_seed(run_seed: int) -> int:
+    """The seed of an optimiser's own generator (the ECD bounces) in the run with ``run_seed``:
+    ``derive_seed(run_seed, OPTIMIZER_STREAM)``, a stream apart from the model's initialisation
+    and the batches, so a run is reproducible bit for bit from its seed alone."""
+    from ..data import derive_seed
+
+    return derive_seed(run_seed, OPTIMIZER_STREAM)
+
+
 def make_optimizer(cfg: RunConfig, params: Any, device: str = "cpu") -> torch.optim.Optimizer:
-    """The optimiser of a run config (baselines use torch's fused kernels where available)."""
+    """The optimiser of a run config (baselines use torch's fused kernels where available; the
+    ECD optimisers get :func:`optimizer_seed` of the run's seed)."""
     from ..optim import Euler, Leapfrog
 
     h = cfg.hyper
     lr = cfg.step_size
+    if cfg.type in ECD_TYPES:
+        return ecd_class(cfg.type)(params, lr=lr, seed=optimizer_seed(cfg.seed), **h)
     if cfg.type in ("leapfrog", "euler"):
         cls = Leapfrog if cfg.type == "leapfrog" else Euler
         return cls(
@@ -382,6 +411,7 @@ def execute_run(
     final_loss: float | None = None
     status, diverged_at, error = "completed", None, None
     streaming = cfg.mode == "streaming"
+    opt: torch.optim.Optimizer | None = None
     try:
         model = build(spec, dataset, cfg.seed)
         stream = BatchStream(
@@ -458,7 +488,31 @@ def execute_run(
             "baseline": "extra forward pass on the same batch",
         }[cfg.mode],
     }
+    if cfg.type in ECD_TYPES:
+        manifest["optimizer_seed"] = optimizer_seed(cfg.seed)
+        manifest["energy_convention"] = _convention(opt)
+        glob = None if opt is None else opt.state.get("ecd")
+        manifest["ecd"] = None if glob is None else {
+            "steps": int(glob["step"]),
+            "skipped_steps": int(glob["skipped_steps"]),
+            "bounces": int(glob["bounces"]),
+        }
     return rows, manifest
+
+
+def _convention(opt: torch.optim.Optimizer | None) -> dict[str, Any] | None:
+    """The registered energy convention of ``opt`` as plain data (None without an optimiser)."""
+    if opt is None:
+        return None
+    from ..energy import convention_for, is_displacement_form, label
+
+    conv = convention_for(opt)
+    return {
+        "name": conv.name,
+        "label": label(opt),
+        "displacement_form": bool(is_displacement_form(opt)),
+        "description": conv.description,
+    }
 
 
 # ---------------------------------------------------------------------- reversibility

@@ -10,6 +10,12 @@ Step sizes are given either literally (``step_sizes: [0.002, 0.0025]``) or as fr
 linear stability limit measured on the problem at initialisation (``stability_fractions``), in
 units of the Hamiltonian time step ``h`` (``h = dt`` for Leapfrog/Euler, ``h = √lr`` for SGD
 with momentum): ``dt = f · dt_c`` and ``lr = f² · lr_c`` (see :mod:`hamopt.experiments.calibrate`).
+
+The Energy Conserving Descent optimisers (types ``ecdsep``, ``bbi``, ``ecdq1``) take their step
+sizes literally (``lr``); their ``hyper`` keys are exactly the optimiser's own keyword arguments
+except ``seed``, which each run derives from its own seed. Their ranges are checked by
+constructing the optimiser on a dummy parameter, so the spec accepts exactly what the optimiser
+accepts.
 """
 
 from __future__ import annotations
@@ -18,15 +24,21 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ABLATIONS",
     "AblationSpec",
+    "BBIHyper",
     "DatasetSpec",
+    "ECDHyper",
+    "ECDSepHyper",
+    "ECDq1Hyper",
+    "ECD_TYPES",
     "ExperimentSpec",
     "ModelSpec",
     "OptimizerSpec",
@@ -36,11 +48,13 @@ __all__ = [
     "parse_spec",
     "spec_hash",
     "spec_to_yaml",
+    "ecd_class",
 ]
 
 ABLATIONS = ("default", "thrash", "scramble")
-OPTIMIZER_TYPES = ("leapfrog", "euler", "sgd", "adamw", "adam")
+OPTIMIZER_TYPES = ("leapfrog", "euler", "sgd", "adamw", "adam", "ecdsep", "bbi", "ecdq1")
 HAMILTONIAN_TYPES = ("leapfrog", "euler")
+ECD_TYPES = ("ecdsep", "bbi", "ecdq1")
 
 
 class SpecError(ValueError):
@@ -88,12 +102,113 @@ class AdamHyper(_Strict):
         return v
 
 
+def ecd_class(type_: str) -> type:
+    """The optimiser class of an ECD spec type (``ecdsep`` → :class:`hamopt.optim.ECDSep`...)."""
+    from ..optim import BBI, ECDq1, ECDSep
+
+    return {"ecdsep": ECDSep, "bbi": BBI, "ecdq1": ECDq1}[type_]
+
+
+class ECDHyper(_Strict):
+    """Hyper-parameters of an Energy Conserving Descent optimiser: its own keyword arguments with
+    its own defaults, less ``lr`` (the run's step size) and ``seed`` (derived from the run's seed).
+
+    Pydantic checks only the types; the ranges are the optimiser's own: the model constructs the
+    optimiser on a dummy parameter, so an out-of-range value is rejected with the optimiser's
+    message (which names the key), and the values stored are the ones the optimiser keeps
+    (e.g. ECDSep with ``s ≠ 1`` holds ``deltaEn = 1``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    spec_type: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError(
+                "seed is not a hyper-parameter: each run seeds the optimiser's generator from the "
+                "run's own seed (the spec's seeds), so a run is reproducible from its seed alone"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _accepted_by_optimizer(self) -> ECDHyper:
+        import torch
+
+        values = self.model_dump()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an argument the optimiser would ignore is an error here
+            try:
+                opt = ecd_class(self.spec_type)(
+                    [torch.zeros(2, requires_grad=True)], lr=1.0, seed=0, **values
+                )
+            except (ValueError, TypeError) as exc:
+                raise ValueError(str(exc)) from None
+            except UserWarning as exc:  # ECDSep: s != 1 forces deltaEn = 1
+                raise ValueError(f"{exc}; give deltaEn: 1 (or leave it out) with this s") from None
+        for key in values:
+            object.__setattr__(self, key, opt.defaults[key])
+        return self
+
+
+class ECDSepHyper(ECDHyper):
+    """:class:`hamopt.optim.ECDSep`'s keyword arguments (``eta`` ≥ 1 required)."""
+
+    spec_type: ClassVar[str] = "ecdsep"
+    eta: float
+    F0: float = 0.0
+    nu: float = 1e-5
+    s: float = 1.0
+    deltaEn: float = 0.0
+    weight_decay: float = 0.0
+    consEn: bool = True
+    eps1: float = 1e-10
+    eps2: float = 1e-40
+    foreach: bool | None = None
+
+
+class BBIHyper(ECDHyper):
+    """:class:`hamopt.optim.BBI`'s keyword arguments."""
+
+    spec_type: ClassVar[str] = "bbi"
+    v0: float = 0.0
+    threshold0: int = 1000
+    threshold: int = 3000
+    n_fixed_bounces: int = 1
+    deltaEn: float = 0.0
+    weight_decay: float = 0.0
+    consEn: bool = True
+    eps1: float = 1e-10
+    eps2: float = 1e-40
+    momentum_init: str = "global"
+    foreach: bool | None = None
+
+
+class ECDq1Hyper(ECDHyper):
+    """:class:`hamopt.optim.ECDq1`'s keyword arguments (``eta`` > 0 required)."""
+
+    spec_type: ClassVar[str] = "ecdq1"
+    eta: float
+    F0: float = -1.0
+    nu: float = 0.1
+    weight_decay: float = 0.0
+    consEn: bool = True
+    eps1: float = 1e-10
+    eps2: float = 1e-40
+    projection: str = "global"
+    foreach: bool | None = None
+
+
 _HYPER = {
     "leapfrog": HamiltonianHyper,
     "euler": HamiltonianHyper,
     "sgd": SGDHyper,
     "adamw": AdamHyper,
     "adam": AdamHyper,
+    "ecdsep": ECDSepHyper,
+    "bbi": BBIHyper,
+    "ecdq1": ECDq1Hyper,
 }
 
 
@@ -105,7 +220,7 @@ class OptimizerSpec(_Strict):
     """
 
     name: str = Field(min_length=1, max_length=40)
-    type: Literal["leapfrog", "euler", "sgd", "adamw", "adam"]
+    type: Literal["leapfrog", "euler", "sgd", "adamw", "adam", "ecdsep", "bbi", "ecdq1"]
     mode: Literal["exact", "streaming"] | None = None
     band: str = Field("default", min_length=1, max_length=40)
     step_sizes: list[float] | None = None
@@ -143,11 +258,18 @@ class OptimizerSpec(_Strict):
             if self.mode is None:
                 object.__setattr__(self, "mode", "exact")
         elif self.mode is not None:
-            raise ValueError(f"mode applies only to leapfrog/euler, not to type {self.type!r}")
-        if self.stability_fractions is not None and self.type not in ("leapfrog", "euler", "sgd"):
             raise ValueError(
-                f"stability_fractions is defined for leapfrog, euler and sgd (momentum), not {self.type!r}; "
-                "give step_sizes"
+                f"mode applies only to leapfrog/euler, not to type {self.type!r}; remove mode"
+            )
+        if self.stability_fractions is not None and self.type not in ("leapfrog", "euler", "sgd"):
+            why = (
+                " (the ECD optimisers have no linear stability limit of the calibrated kind)"
+                if self.type in ECD_TYPES
+                else ""
+            )
+            raise ValueError(
+                f"stability_fractions is defined for leapfrog, euler and sgd (momentum), not {self.type!r}"
+                f"{why}; give step_sizes"
             )
         try:
             hyper = _HYPER[self.type](**self.hyper)
@@ -162,7 +284,8 @@ class OptimizerSpec(_Strict):
 
     @property
     def run_mode(self) -> str:
-        """``exact``/``streaming`` for Leapfrog/Euler, ``baseline`` for the others."""
+        """``exact``/``streaming`` for Leapfrog/Euler, ``baseline`` for the others (the ECD
+        optimisers included: the tracker measures their energy like a baseline's)."""
         return self.mode or "baseline"
 
 
@@ -319,9 +442,13 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not allowed here)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        lines.append(f"{_loc(loc, prefix)}: {msg}")
+        where = _loc(loc, prefix)
+        # a model-level error under a prefix ("hyper.") whose message starts with the key
+        lines.append(f"{where}{msg}" if where.endswith(".") else f"{where}: {msg}")
     return "; ".join(dict.fromkeys(lines))
 
 
