@@ -26,6 +26,7 @@ the noise-free quadratic ``E_ξ L_B − ½ σ² Σ a_i``.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ __all__ = [
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 
 
-class Landscape(nn.Module):
+class Landscape(nn.Module, abc.ABC):
     """A loss ``L: R² → R`` with one trainable point ``theta`` (float64, shape ``(2,)``).
 
     Subclasses define :meth:`value` and the class attributes ``title``, ``bounds`` (the contour
@@ -69,9 +70,9 @@ class Landscape(nn.Module):
         x0 = self.default_start if start is None else start
         self.theta = nn.Parameter(torch.tensor([float(x0[0]), float(x0[1])], dtype=torch.float64))
 
+    @abc.abstractmethod
     def value(self, x: Tensor) -> Tensor:
         """Noise-free ``L(x)`` for points ``x`` of shape ``(..., 2)``; returns shape ``(...)``."""
-        raise NotImplementedError
 
     def sample_batch(self) -> Tensor | None:
         """Draw the next mini-batch (None: the landscape is deterministic)."""

@@ -20,6 +20,7 @@ Every minimum value is 0 (:attr:`TestFunction.minimum`). ``Q`` is the identity u
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -90,7 +91,7 @@ def _check_dim(dim: Any, low: int, name: str) -> int:
     return dim
 
 
-class TestFunction(nn.Module):
+class TestFunction(nn.Module, abc.ABC):
     """A test function with one parameter ``x`` of shape ``(dim,)``.
 
     Attributes:
@@ -116,16 +117,17 @@ class TestFunction(nn.Module):
         self.x = nn.Parameter(x0)
 
     @staticmethod
+    @abc.abstractmethod
     def default_start(dim: int, dtype: torch.dtype = torch.float32) -> Tensor:
-        raise NotImplementedError
+        """The documented start point of dimension ``dim``."""
 
     def minimizer(self) -> Tensor:
         """The point where :attr:`minimum` is reached."""
         return torch.zeros(self.dim, dtype=self.x.dtype)
 
+    @abc.abstractmethod
     def value(self, points: Tensor) -> Tensor:
         """The function on a batch of points ``(..., dim)`` → ``(...)``."""
-        raise NotImplementedError
 
     def forward(self) -> Tensor:
         return self.value(self.x)

@@ -21,6 +21,7 @@ parameters); every other option may differ per param group.
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 import warnings
@@ -55,7 +56,7 @@ class _Group:
     index: int
 
 
-class HamiltonianOptimizer(Optimizer):
+class HamiltonianOptimizer(Optimizer, abc.ABC):
     """Base class: validation, state, energy reference, cap, non-finite guard, stats."""
 
     _name = "HamiltonianOptimizer"
@@ -458,21 +459,21 @@ class HamiltonianOptimizer(Optimizer):
         return loss
 
     # ------------------------------------------------------------------ integrator hooks
+    @abc.abstractmethod
     def _exact_first_half(self, groups: list[_Group]) -> None:
         """Exact mode, with ∇L(θ_t) in ``groups``: move (θ_t, p_t) as far as one gradient allows."""
-        raise TypeError(f"{type(self).__name__} does not define _exact_first_half")
 
+    @abc.abstractmethod
     def _exact_second_half(self, groups: list[_Group]) -> None:
         """Exact mode, with ∇L(θ_{t+1}) in ``groups``: finish p_{t+1}."""
-        raise TypeError(f"{type(self).__name__} does not define _exact_second_half")
 
+    @abc.abstractmethod
     def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
         """Streaming mode: K of the full-step momentum p_t as a 0-d tensor, computed from the
         stored state and the gradients without modifying them (``grad_sq[i]`` holds group i's
         per-tensor ``‖g‖²``)."""
-        raise TypeError(f"{type(self).__name__} does not define _streaming_kinetic")
 
+    @abc.abstractmethod
     def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
         """Streaming mode: advance the stored state by one step, with p_t scaled by
         ``cap_factor`` first (1.0 when the cap does not act)."""
-        raise TypeError(f"{type(self).__name__} does not define _streaming_advance")

@@ -31,6 +31,7 @@ generator state as a ``torch.uint8`` tensor), so ``state_dict``/``load_state_dic
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 import numbers
@@ -172,7 +173,7 @@ class Group:
 
 
 # ---------------------------------------------------------------------- base class
-class ECDOptimizer(Optimizer):
+class ECDOptimizer(Optimizer, abc.ABC):
     """Validation, state, generator, closure and stats shared by the ECD optimisers.
 
     Subclasses set ``_name``, ``_buffer`` (the per-parameter momentum key), ``GLOBAL_OPTIONS``
@@ -200,8 +201,9 @@ class ECDOptimizer(Optimizer):
         self._noise: dict[Tensor, Tensor] = {}
 
     # ------------------------------------------------------------------ validation
+    @abc.abstractmethod
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
-        raise NotImplementedError
+        """Check one param group's options; errors name ``where + key`` and the allowed range."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -459,8 +461,9 @@ class ECDOptimizer(Optimizer):
         self._step(loss)
         return value
 
+    @abc.abstractmethod
     def _step(self, loss: Tensor) -> None:
-        raise NotImplementedError
+        """The optimiser's update for the evaluated loss (gradients are in ``.grad``)."""
 
 
 # ---------------------------------------------------------------------- shared validation
