@@ -224,8 +224,7 @@ class HamiltonianOptimizer(Optimizer, abc.ABC):
     def _refresh_grads(groups: list[_Group]) -> None:
         """Re-read ``.grad`` after a closure call (``zero_grad`` may have replaced the tensors)."""
         for g in groups:
-            keep = [i for i, p in enumerate(g.params) if p.grad is not None]
-            if len(keep) != len(g.params):
+            if any(p.grad is None for p in g.params):
                 raise RuntimeError(
                     "exact mode: the second closure call left some parameters without a gradient; "
                     "both calls must back-propagate the same loss on the same batch"
