@@ -1,6 +1,7 @@
 r"""A one-minute demonstration: energy bookkeeping of Leapfrog, Euler, SGD-momentum and AdamW.
 
-Trains the same small tanh MLP (64 → 64 → 10) on scikit-learn's bundled 8×8 digits, full batch,
+Trains the same small tanh MLP (64 → 64 → 10) on scikit-learn's bundled 8×8 digits
+(:func:`hamopt.data.load_dataset`, its fixed split), full batch,
 with each optimiser under the project's energy convention (spec §5), and summarises per optimiser:
 final train loss, test accuracy, tail-median |ΔH^int| (steps in [0.8 T, T]) and cap engagements.
 Everything is seeded; the same command prints the same table on the same CPU build.
@@ -26,28 +27,15 @@ class DemoRow:
     steps: int
 
 
-def _digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
-    mean, std = xtr.mean(axis=0), xtr.std(axis=0) + 1e-6
-    f = lambda a: torch.tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
-    return f(xtr), torch.tensor(ytr), f(xte), torch.tensor(yte)
-
-
-def _model(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
-
-
 def run(steps: int = 300, seed: int = 0) -> list[DemoRow]:
     """Train one model per optimiser for ``steps`` full-batch steps; return the summary rows."""
+    from ..data import load_dataset
     from ..energy import EnergyTracker
+    from ..models import build_model
     from ..optim import Euler, Leapfrog
 
-    xtr, ytr, xte, yte = _digits(seed)
+    data = load_dataset("digits")
+    xtr, ytr, xte, yte = data.x_train, data.y_train, data.x_test, data.y_test
     loss_fn = nn.CrossEntropyLoss()
     makers = {
         "leapfrog (exact)": (0.3, lambda p, s: Leapfrog(p, lr=s, mode="exact")),
@@ -58,7 +46,7 @@ def run(steps: int = 300, seed: int = 0) -> list[DemoRow]:
     }
     rows = []
     for name, (step_size, make) in makers.items():
-        model = _model(seed)
+        model = build_model("mlp", num_classes=10, input_shape=data.input_shape, width=64, seed=seed)
         opt = make(model.parameters(), step_size)
         tracker = EnergyTracker(opt)
         for _ in range(steps):
