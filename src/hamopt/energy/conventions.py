@@ -52,8 +52,9 @@ class EnergyConvention:
         kinetic: ``optimizer -> float``, the kinetic energy K of the current state.
         step_size: ``optimizer -> float``, the drift plot's step-size axis (dt or lr) of group 0.
         time_step: ``optimizer -> float``, the Hamiltonian time step h (dt, or √lr).
-        displacement_form: True when K is defined by the step's displacement
-            (then the tracker measures ``θ_{t+1} − θ_t`` itself).
+        displacement_form: True when K is defined by the step's displacement (then the tracker
+            measures ``θ_{t+1} − θ_t`` itself), or a function ``optimizer -> bool`` when that
+            depends on the instance (plain SGD versus SGD with momentum).
         description: the formula, for reports.
     """
 
@@ -61,7 +62,7 @@ class EnergyConvention:
     kinetic: Callable[[Optimizer], float]
     step_size: Callable[[Optimizer], float]
     time_step: Callable[[Optimizer], float]
-    displacement_form: bool
+    displacement_form: bool | Callable[[Optimizer], bool]
     description: str
     label: Callable[[Optimizer], str] | None = None
 
@@ -185,7 +186,7 @@ SGD_CONVENTION = EnergyConvention(
     kinetic=_sgd_kinetic,
     step_size=_first_lr,
     time_step=_sqrt_first_lr,
-    displacement_form=False,  # decided per instance by is_displacement_form()
+    displacement_form=_sgd_displacement,
     description="momentum: K = ½·lr·‖b‖², h = √lr; plain: K = ½‖θ_{t+1}−θ_t‖²/lr, h = √lr",
     label=_sgd_label,
 )
@@ -202,10 +203,8 @@ ADAM_CONVENTION = EnergyConvention(
 
 def is_displacement_form(optimizer: Optimizer) -> bool:
     """True when ``optimizer``'s K is the displacement form (plain SGD, or a convention that says so)."""
-    conv = convention_for(optimizer)
-    if conv is SGD_CONVENTION:
-        return _sgd_displacement(optimizer)
-    return conv.displacement_form
+    form = convention_for(optimizer).displacement_form
+    return bool(form(optimizer)) if callable(form) else bool(form)
 
 
 def label(optimizer: Optimizer) -> str:
