@@ -48,3 +48,18 @@ def test_kinetic_energy_and_bodies_agree():
     k_single = kernels.kinetic_energy(moms, masses, foreach=False)
     assert torch.equal(k_multi, k_single)
     assert abs(float(k_multi) - expected) / expected < 1e-7
+
+
+def test_batched_large_norms_cover_every_layout():
+    g = torch.Generator().manual_seed(4)
+    tensors = [
+        torch.randn(64, 32, 3, 3, generator=g).to(memory_format=torch.channels_last),  # 18,432 elements
+        torch.randn(10_007, generator=g),  # prime: no row length, per-tensor fallback
+        torch.randn(300, 100, generator=g).t(),  # transposed, not contiguous
+        torch.randn(128, 64, generator=g),
+    ]
+    got = kernels.squared_norms(tensors, foreach=True)
+    ref = torch.stack([t.double().square().sum() for t in tensors])
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=0)
+    assert torch.equal(got, kernels.squared_norms(tensors, foreach=False))
+    assert kernels._row_length(10_007) is None and kernels._row_length(18_432) == 6_144

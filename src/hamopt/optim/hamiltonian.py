@@ -236,8 +236,16 @@ class HamiltonianOptimizer(Optimizer, abc.ABC):
         masses = [m for g in groups for m in g.inv_masses]
         return kernels.kinetic_energy(moms, masses, foreach=self._foreach())
 
-    def _grad_sq(self, groups: list[_Group]) -> Tensor:
-        return kernels.squared_norm([t for g in groups for t in g.grads], foreach=self._foreach())
+    def _grad_sq_and_kinetic(self, groups: list[_Group]) -> tuple[Tensor, Tensor]:
+        """``Σ‖g_i‖²`` and ``K = ½ Σ m_i ‖p_i‖²`` from one batched reduction (0-d float64 tensors)."""
+        grads = [t for g in groups for t in g.grads]
+        moms = [m for g in groups for m in g.moms]
+        if not grads:
+            zero = torch.zeros((), dtype=torch.float64)
+            return zero, zero
+        sq = kernels.squared_norms(grads + moms, foreach=self._foreach())
+        masses = torch.tensor([m for g in groups for m in g.inv_masses], dtype=torch.float64, device=sq.device)
+        return sq[: len(grads)].sum(), 0.5 * torch.dot(sq[len(grads) :], masses)
 
     def kinetic_energy(self) -> float:
         """``K = ½ Σ m_i ‖p_i‖²`` of the stored momenta (in streaming mode: the half-step ones)."""
@@ -378,7 +386,7 @@ class HamiltonianOptimizer(Optimizer, abc.ABC):
         if l0t is None:
             raise ValueError(f"{self._name}(mode='exact'): the closure must return the loss")
         groups = self._gather()
-        l0, gsq0, k0 = self._sync(l0t, self._grad_sq(groups), self._kinetic(groups))
+        l0, gsq0, k0 = self._sync(l0t, *self._grad_sq_and_kinetic(groups))
         self._raise_if_nonfinite(l0, gsq0)
         if glob["H0"] is None:
             glob["H0"] = k0 + l0
@@ -391,7 +399,7 @@ class HamiltonianOptimizer(Optimizer, abc.ABC):
             raise ValueError(f"{self._name}(mode='exact'): the closure must return the loss")
         self._refresh_grads(groups)
         self._exact_second_half(groups)
-        l1, gsq1, k1 = self._sync(l1t, self._grad_sq(groups), self._kinetic(groups))
+        l1, gsq1, k1 = self._sync(l1t, *self._grad_sq_and_kinetic(groups))
         if not (math.isfinite(l1) and math.isfinite(gsq1) and math.isfinite(k1)):
             self._restore(groups)
             what = "loss" if not math.isfinite(l1) else "gradient"
