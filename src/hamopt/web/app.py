@@ -18,6 +18,7 @@ diverging run is drawn as diverged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -260,11 +261,10 @@ def suggest_and_run(*controls: Any) -> tuple[Any, ...]:
     :func:`playground_view` with the suggested step size, steps and start (one run)."""
     values = dict(zip(CONTROL_NAMES, controls, strict=True))
     updates = suggestion_view(values["landscape"], values["optimizer"])
-    try:
+    # a bad choice keeps the current values; playground_view then reports it
+    with contextlib.suppress(pg.PlaygroundInputError):
         c = pg.suggested_config(values["landscape"], values["optimizer"])
         values.update(step_size=c.step_size, steps=c.steps, x0=c.start[0], y0=c.start[1])
-    except pg.PlaygroundInputError:
-        pass  # playground_view reports the bad choice
     return (*updates, *playground_view(*(values[n] for n in CONTROL_NAMES)))
 
 
