@@ -18,24 +18,7 @@ from hamopt.web import app as A  # noqa: E402
 from .resultsdir import write_results_dir  # noqa: E402
 
 # the playground controls in page order
-NAMES = [
-    "landscape",
-    "optimizer",
-    "step_size",
-    "gamma",
-    "mass",
-    "cap",
-    "momentum",
-    "weight_decay",
-    "steps",
-    "noise",
-    "x0",
-    "y0",
-    "seed",
-    "eta",
-    "f0",
-    "nu",
-]
+NAMES = list(A.CONTROL_NAMES)
 GOOD = ["quadratic", "leapfrog", 0.05, 0.0, 1.0, 0, 0.9, 0.0, 100, 0.1, 2.5, 1.2, 0, 1.0, -0.1, 0.0]
 
 
