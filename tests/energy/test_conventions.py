@@ -65,7 +65,9 @@ def test_leapfrog_kinetic_is_mass_weighted():
     train(opt, loss_fn, 3)
     from hamopt.optim.mass import fan_in_inverse_mass
 
-    expected = sum(0.5 * fan_in_inverse_mass(p) * opt.state[p]["momentum"].pow(2).sum().item() for p in model.parameters())
+    expected = sum(
+        0.5 * fan_in_inverse_mass(p) * opt.state[p]["momentum"].pow(2).sum().item() for p in model.parameters()
+    )
     assert kinetic(opt) == pytest.approx(expected, rel=1e-12)
     assert kinetic(opt) == pytest.approx(opt.stats["kinetic"], rel=1e-12)
 
@@ -121,7 +123,8 @@ def test_tracker_records_are_consistent(make):
     recs = tracker.records
     assert [r.step for r in recs] == list(range(5))
     for prev, cur in zip(recs, recs[1:]):
-        assert prev.delta_h_int == pytest.approx(prev.hamiltonian - prev.hamiltonian_before, abs=1e-12) or prev.cap_engaged
+        same = prev.delta_h_int == pytest.approx(prev.hamiltonian - prev.hamiltonian_before, abs=1e-12)
+        assert same or prev.cap_engaged
         assert prev.resampling == pytest.approx(cur.loss - prev.loss_after, abs=1e-15)
         assert prev.delta_h_traj == pytest.approx(prev.delta_h_int + prev.resampling, abs=1e-15)
         assert cur.kinetic_before == pytest.approx(prev.kinetic, rel=1e-12)

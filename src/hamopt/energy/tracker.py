@@ -203,10 +203,7 @@ class EnergyTracker:
         opt.step(closure)
         with torch.no_grad():
             loss_after = float(batch_loss().item())
-        if displacement:
-            k_after = _displacement_kinetic(opt, before)
-        else:
-            k_after = self.convention.kinetic(opt)
+        k_after = _displacement_kinetic(opt, before) if displacement else self.convention.kinetic(opt)
         self._kinetic_prev = k_after
         loss = measured["loss"]
         label = C.label(opt)
