@@ -101,3 +101,30 @@ def test_full_dampening_is_refused():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=1.0)
     with pytest.raises(ValueError, match=r"dampening must be in \[0, 1\).*got 1\.0"):
         EnergyTracker(opt)
+
+
+def sgd_map_matrix(stiffness: torch.Tensor, *, lr: float, momentum: float, nesterov: bool) -> torch.Tensor:
+    """The linear one-step map (θ, b) → (θ', b') of torch's SGD on ``L = ½ Σ k_i θ_i²``,
+    column by column (one step from each basis state)."""
+    n = len(stiffness)
+    columns = []
+    for j in range(2 * n):
+        basis = torch.zeros(2 * n, dtype=torch.float64)
+        basis[j] = 1.0
+        x = nn.Parameter(basis[:n].clone())
+        opt = torch.optim.SGD([x], lr=lr, momentum=momentum, nesterov=nesterov)
+        opt.state[x]["momentum_buffer"] = basis[n:].clone()
+        x.grad = stiffness * x.detach()
+        opt.step()
+        columns.append(torch.cat([x.detach(), opt.state[x]["momentum_buffer"]]))
+    return torch.stack(columns, dim=1)
+
+
+def test_nesterov_map_is_not_volume_preserving_up_to_the_damping():
+    """Heavy ball: det = μⁿ (damped symplectic Euler); Nesterov: μⁿ det(I − lr A)."""
+    stiffness = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    lr, mu = 0.1, 0.9
+    heavy = torch.linalg.det(sgd_map_matrix(stiffness, lr=lr, momentum=mu, nesterov=False))
+    nesterov = torch.linalg.det(sgd_map_matrix(stiffness, lr=lr, momentum=mu, nesterov=True))
+    assert float(heavy) == pytest.approx(mu**3, rel=1e-12)
+    assert float(nesterov) == pytest.approx(mu**3 * float(torch.prod(1 - lr * stiffness)), rel=1e-12)
