@@ -43,6 +43,26 @@ class Dataset:
         return int(self.y_test.shape[0])
 
 
+class DatasetOptionError(ValueError):
+    """A data set option is out of range; ``option`` names it (``train_size``, ``root``...)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(message)
+
+
+def check_subset_size(size: object, num_classes: int, available: int, *, argument: str) -> int:
+    """``size`` must be an integer in ``[num_classes, available]``: at least one example per
+    class, at most the rows there are."""
+    if isinstance(size, bool) or not isinstance(size, int) or not num_classes <= size <= available:
+        raise DatasetOptionError(
+            argument,
+            f"{argument} must be an integer in [{num_classes}, {available}] (at least one example "
+            f"per class, at most the {available} available), got {size!r}",
+        )
+    return size
+
+
 def balanced_subset(labels: Tensor, size: int, num_classes: int, *, argument: str) -> Tensor:
     """Indices of a deterministic class-balanced subset of ``size`` rows, in stored order.
 
@@ -51,11 +71,7 @@ def balanced_subset(labels: Tensor, size: int, num_classes: int, *, argument: st
     if ``size`` is out of range or a class has too few rows.
     """
     n = int(labels.shape[0])
-    if isinstance(size, bool) or not isinstance(size, int) or not num_classes <= size <= n:
-        raise ValueError(
-            f"{argument} must be an integer in [{num_classes}, {n}] (at least one example per "
-            f"class, at most the {n} available), got {size!r}"
-        )
+    check_subset_size(size, num_classes, n, argument=argument)
     base, extra = divmod(size, num_classes)
     chosen = []
     for c in range(num_classes):

@@ -14,6 +14,7 @@ import torch
 from .dataset import Dataset, take_subset
 
 DIGITS_TEST_SIZE = 360
+DIGITS_TRAIN_SIZE = 1797 - DIGITS_TEST_SIZE  # scikit-learn bundles 1797 images
 DIGITS_SPLIT_SEED = 0
 
 

@@ -10,9 +10,11 @@ from .builder import (
     CHANNELS_LAST_ON_CPU,
     MODEL_BUILDERS,
     build_model,
+    check_model_options,
     model_names,
     register_model,
 )
+from ._checks import ModelOptionError
 from .cnn import SmallCNN
 from .gpt import GPT, GPTConfig, build_gpt  # registers "gpt" in MODEL_BUILDERS
 from .mlp import MLP
@@ -31,7 +33,9 @@ __all__ = [
     "BasicBlock",
     "CifarResNet",
     "SmallCNN",
+    "ModelOptionError",
     "build_model",
+    "check_model_options",
     "model_names",
     "register_model",
 ]
