@@ -6,6 +6,7 @@ deterministically from ``seed``; :data:`MODEL_NAMES` lists the registered names.
 
 from __future__ import annotations
 
+from ._checks import ModelOptionError
 from .builder import (
     CHANNELS_LAST_ON_CPU,
     MODEL_BUILDERS,
@@ -14,7 +15,6 @@ from .builder import (
     model_names,
     register_model,
 )
-from ._checks import ModelOptionError
 from .cnn import SmallCNN
 from .gpt import GPT, GPTConfig, build_gpt  # registers "gpt" in MODEL_BUILDERS
 from .mlp import MLP
