@@ -359,9 +359,8 @@ class ExperimentSpec(Checked):
             )
         except ModelOptionError as exc:
             option = "name" if exc.option == "input_shape" else exc.option
-            raise ValueError(
-                f"model.{option}: {exc} (dataset {d.name!r}, input {facts.input_shape})"
-            ) from None
+            context = "" if "input_shape" in str(exc) else f" (dataset {d.name!r}, input {facts.input_shape})"
+            raise ValueError(f"model.{option}: {exc}{context}") from None
         rows = d.train_size or facts.max_train_size
         for field, size in (
             ("batch_size", self.batch_size),

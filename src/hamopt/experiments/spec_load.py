@@ -13,8 +13,9 @@ depth, repeats a key (YAML parsers otherwise keep the last value silently).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ..errors import SpecError
 
@@ -46,6 +47,9 @@ def one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- validation messages
+_SUBPATH = re.compile(r"([A-Za-z_]\w*(?:\.\w+|\[\d+\])+): ")
+
+
 def _loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     out = prefix
     for part in loc:
@@ -56,8 +60,85 @@ def _loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     return out
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line per pydantic error, ``field.path: message``, joined with ``"; "``."""
+def _field_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic ``FieldInfo`` that ``loc`` (``("model", "depth")``) reaches from ``model``."""
+    from pydantic import BaseModel
+
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = _inner_model(info.annotation)
+    return info
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The pydantic model inside ``X``, ``X | None``, ``list[X]``; else None."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed(info: Any, kind: str) -> str:
+    """``an integer in [5, 10000000]``, ``a finite number in (0, 1]``... from a field's bounds."""
+    low = high = None
+    low_open = high_open = False
+    for item in info.metadata if info is not None else ():
+        if getattr(item, "ge", None) is not None:
+            low = item.ge
+        if getattr(item, "gt", None) is not None:
+            low, low_open = item.gt, True
+        if getattr(item, "le", None) is not None:
+            high = item.le
+        if getattr(item, "lt", None) is not None:
+            high, high_open = item.lt, True
+    if low is None and high is None:
+        return kind
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"{kind} in {left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_INT_ERRORS = {"int_type", "int_parsing", "int_from_float", "strict_int"}
+_FLOAT_ERRORS = {"float_type", "float_parsing", "finite_number"}
+
+
+def _message(err: dict[str, Any], model: Any) -> str:
+    """pydantic's message for ``err``, or ``must be an integer in [a, b], got x`` where the
+    field's bounds say more than pydantic does (it names only the bound that was crossed)."""
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key (not allowed here)"
+    if kind == "missing":
+        return "required key is missing"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    if model is not None and kind in _RANGE_ERRORS | _INT_ERRORS | _FLOAT_ERRORS:
+        info = _field_at(model, err["loc"])
+        number = "an integer" if kind in _INT_ERRORS or "int" in str(getattr(info, "annotation", "")) else (
+            "a finite number"
+        )
+        if info is not None:
+            return f"must be {_allowed(info, number)}, got {err['input']!r}"
+    return msg
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "", *, model: Any = None) -> str:
+    """One line per pydantic error, ``field.path: message``, joined with ``"; "``; with the
+    validated ``model`` class, range and type errors state the field's whole allowed range."""
     lines = []
     for err in exc.errors():
         # drop pydantic's validator and union/literal branch tags such as 'list[float]'
@@ -69,14 +150,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
                 and (p.startswith("function-") or "[" in p or p in ("float", "int", "str"))
             )
         )
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
+        msg = _message(err, model)
         where = _loc(loc, prefix)
+        sub = _SUBPATH.match(msg)
+        if where and sub and not where.endswith("."):  # a model-level check naming a nested key
+            where, msg = f"{where}.{sub.group(1)}", msg[sub.end() :]
         if not where:  # a whole-spec check: its message starts with the field it names
             lines.append(msg)
         elif where.endswith("."):  # a model-level error under a prefix ("hyper.") names its key
@@ -187,7 +265,9 @@ def parse_spec(data: Any, *, source: str = "spec") -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{source}: invalid spec: {describe_validation_error(exc)}") from None
+        raise SpecError(
+            f"{source}: invalid spec: {describe_validation_error(exc, model=ExperimentSpec)}"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise SpecError(one_line(f"{source}: invalid spec: {exc}")) from None
 
