@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cifar10 import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, LAYOUTS_HELP, find_layout, load_cifar10
 from .dataset import Dataset, DatasetOptionError, balanced_subset, check_subset_size
-from .digits import DIGITS_TEST_SIZE, DIGITS_TRAIN_SIZE, load_digits
+from .digits import DIGITS_TEST_CLASS_COUNTS, DIGITS_TRAIN_CLASS_COUNTS, load_digits
 from .stream import BatchStream, derive_seed, eval_batches, random_crop_flip
 from .text import (
     TextBatches,
@@ -30,18 +30,26 @@ DATASET_NAMES: tuple[str, ...] = ("digits", "cifar10")
 
 @dataclass(frozen=True)
 class DatasetFacts:
-    """What is known of a data set before loading it: one example's shape, the number of
-    classes, and the most train/test rows any accepted layout holds."""
+    """What is known of a data set before loading it: one example's shape, and the rows per
+    class of the train and test splits (for CIFAR-10 the most any accepted layout holds:
+    torchvision's full data set; a smaller ``.npz`` is checked again when loaded)."""
 
     input_shape: tuple[int, ...]
-    num_classes: int
-    max_train_size: int
-    max_test_size: int
+    train_class_counts: tuple[int, ...]
+    test_class_counts: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train_class_counts)
+
+    @property
+    def max_train_size(self) -> int:
+        return sum(self.train_class_counts)
 
 
 DATASET_FACTS: dict[str, DatasetFacts] = {
-    "digits": DatasetFacts((1, 8, 8), 10, DIGITS_TRAIN_SIZE, DIGITS_TEST_SIZE),
-    "cifar10": DatasetFacts((3, 32, 32), 10, 50_000, 10_000),  # torchvision's full layout
+    "digits": DatasetFacts((1, 8, 8), DIGITS_TRAIN_CLASS_COUNTS, DIGITS_TEST_CLASS_COUNTS),
+    "cifar10": DatasetFacts((3, 32, 32), (5000,) * 10, (1000,) * 10),  # torchvision's full set
 }
 
 
@@ -66,9 +74,9 @@ def check_dataset_options(
         )
     facts = DATASET_FACTS[name]
     if train_size is not None:
-        check_subset_size(train_size, facts.num_classes, facts.max_train_size, argument="train_size")
+        check_subset_size(train_size, facts.train_class_counts, argument="train_size")
     if test_size is not None:
-        check_subset_size(test_size, facts.num_classes, facts.max_test_size, argument="test_size")
+        check_subset_size(test_size, facts.test_class_counts, argument="test_size")
     return facts
 
 

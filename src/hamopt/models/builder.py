@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ._checks import ModelOptionError, check_int
 from .cnn import small_cnn
@@ -149,6 +150,20 @@ def build_model(
     return model
 
 
+class _SkipMetaFills(TorchFunctionMode):
+    """Return a ``meta`` tensor unchanged from the in-place fills that initialisers call."""
+
+    FILLS = frozenset(
+        {"normal_", "uniform_", "fill_", "zero_", "erfinv_", "exponential_", "bernoulli_", "random_"}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        target = args[0] if args else None
+        if getattr(func, "__name__", "") in self.FILLS and isinstance(target, Tensor) and target.is_meta:
+            return target
+        return func(*args, **(kwargs or {}))
+
+
 def check_model_options(
     name: str,
     *,
@@ -163,9 +178,11 @@ def check_model_options(
     :func:`build_model` would refuse these options; allocate nothing.
 
     It runs :func:`build_model` itself with every tensor on PyTorch's ``meta`` device (shapes
-    without storage), so the rules checked are the builders' own, not a copy of them.
+    without storage) and the initialisers' random fills skipped (on ``meta`` they would fill
+    nothing, and the first one imports torch's compiler), so the rules checked are the builders'
+    own, not a copy of them.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipMetaFills():
         build_model(
             name,
             num_classes=num_classes,
