@@ -117,6 +117,8 @@ CASES: list[tuple[str, Any, str]] = [
     ("train size below the classes", _changed("dataset.train_size", 5), "dataset.train_size"),
     ("train size above the data", _changed("dataset.train_size", 100_000), "dataset.train_size"),
     ("root for digits", _changed("dataset.root", "/data"), "dataset.root"),
+    ("name over two lines", _changed("name", "my\nsweep"), "name: must be one line"),
+    ("name too long", _changed("name", "x" * 81), "name"),
     # ---- optimisers
     ("unknown optimiser type", _changed("optimizers.0.type", "sgdd"), "optimizers[0].type"),
     ("optimiser name with a space", _changed("optimizers.0.name", "leap frog"), "optimizers[0].name"),

@@ -309,7 +309,7 @@ class OptimizerSpec(_Strict):
 class ExperimentSpec(Checked):
     """A whole sweep: ``optimizers × step sizes × seeds`` (+ ablation runs), reversibility."""
 
-    name: str = Field("sweep", min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")
+    name: str = Field("sweep", min_length=1, max_length=80)
     dataset: DatasetSpec
     model: ModelSpec
     batch_size: Int = Field(ge=1, le=65536)
@@ -325,6 +325,13 @@ class ExperimentSpec(Checked):
     workers: Int = Field(1, ge=1, le=64)
     tail_fraction: Number = Field(0.2, gt=0.0, le=1.0)
     bootstrap: Int = Field(1000, ge=0, le=100_000)
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if not v.isprintable():
+            raise ValueError(f"must be one line of printable text (no tabs or control characters), got {v!r}")
+        return v
 
     @field_validator("seeds")
     @classmethod
