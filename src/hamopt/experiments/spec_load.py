@@ -13,7 +13,6 @@ depth, repeats a key (YAML parsers otherwise keep the last value silently).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -47,9 +46,6 @@ def one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- validation messages
-_SUBPATH = re.compile(r"([A-Za-z_]\w*(?:\.\w+|\[\d+\])+): ")
-
-
 def _loc(loc: tuple[Any, ...], prefix: str = "") -> str:
     out = prefix
     for part in loc:
@@ -152,9 +148,6 @@ def describe_validation_error(exc: ValidationError, prefix: str = "", *, model: 
         )
         msg = _message(err, model)
         where = _loc(loc, prefix)
-        sub = _SUBPATH.match(msg)
-        if where and sub and not where.endswith("."):  # a model-level check naming a nested key
-            where, msg = f"{where}.{sub.group(1)}", msg[sub.end() :]
         if not where:  # a whole-spec check: its message starts with the field it names
             lines.append(msg)
         elif where.endswith("."):  # a model-level error under a prefix ("hyper.") names its key
