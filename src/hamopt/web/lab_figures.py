@@ -9,12 +9,20 @@ without the columns a plot needs gives a figure that says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 
-from .plot_style import COLORS, figure, finish_layout, log_magnitudes, message_figure, subplots
+from .plot_style import (
+    COLORS,
+    figure,
+    finish_layout,
+    line_trace,
+    log_magnitudes,
+    message_figure,
+    subplots,
+)
 
 __all__ = [
     "results_ablation_figure",
@@ -95,7 +103,7 @@ def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int
     return fig
 
 
-def _group_lines(df: Any, keys: Sequence[str], x: str, y: Any) -> go.Figure:
+def _group_lines(df: Any, keys: Sequence[str], x: str, y: Callable[[Any], Any]) -> go.Figure:
     """One line with markers per group of ``df`` by ``keys``, sorted by ``x``; ``y(rows)`` gives
     the values."""
     fig = figure()
@@ -191,10 +199,6 @@ def results_cap_figure(cap: Any) -> go.Figure:
     return fig
 
 
-def _line(x: Any, y: Any, name: str, color: str) -> go.Scatter:
-    return go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(color=color))
-
-
 def run_energy_figure(run: Any) -> go.Figure:
     """One stored run: L, K, H over the steps (top) and |ΔH^int|, |ΔH^traj|, |δ| (bottom, log)."""
     cols = run.columns
@@ -208,10 +212,10 @@ def run_energy_figure(run: Any) -> go.Figure:
     )
     for i, name in enumerate(("hamiltonian", "kinetic", "loss")):
         if name in cols:
-            fig.add_trace(_line(steps, cols[name], name, COLORS[i]), row=1, col=1)
+            fig.add_trace(line_trace(steps, cols[name], name, color=COLORS[i]), row=1, col=1)
     for i, name in enumerate(("delta_h_int", "delta_h_traj", "resampling")):
         if name in cols:
-            trace = _line(steps, log_magnitudes(cols[name]), f"|{name}|", COLORS[3 + i])
+            trace = line_trace(steps, log_magnitudes(cols[name]), f"|{name}|", color=COLORS[3 + i])
             fig.add_trace(trace, row=2, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     m = run.manifest

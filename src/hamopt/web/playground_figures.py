@@ -20,7 +20,16 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..landscapes import LANDSCAPES, Landscape
-from .plot_style import COLORS, LAYOUT, as_array, figure, finish_layout, log_magnitudes, subplots
+from .plot_style import (
+    COLORS,
+    LAYOUT,
+    as_array,
+    figure,
+    finish_layout,
+    line_trace,
+    log_magnitudes,
+    subplots,
+)
 
 __all__ = [
     "contour_figure",
@@ -127,10 +136,6 @@ def contour_figure(traj: Any) -> go.Figure:
     return fig
 
 
-def _lines(steps: Any, series: Any, name: str, **line: Any) -> go.Scatter:
-    return go.Scatter(x=steps, y=series, mode="lines", name=name, line=line)
-
-
 def energy_figure(traj: Any) -> go.Figure:
     """H, K and L at (θ_t, p_t) on batch B_t over the steps."""
     steps = np.arange(len(traj.hamiltonian))
@@ -138,7 +143,7 @@ def energy_figure(traj: Any) -> go.Figure:
     for i, (label, series) in enumerate(
         (("H", traj.hamiltonian), ("K", traj.kinetic), ("L", traj.loss))
     ):
-        fig.add_trace(_lines(steps, as_array(series), label, color=COLORS[i]))
+        fig.add_trace(line_trace(steps, as_array(series), label, color=COLORS[i]))
     title = f"energy: H = K + L (cap engaged {traj.cap_engagements}×)"
     if traj.diverged:
         title += f" — diverged at step {traj.diverged_at}"
@@ -158,7 +163,9 @@ def delta_h_figure(traj: Any) -> go.Figure:
         title = f"|ΔH| per step — tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
     else:
         title = f"|ΔH| per step — tail median {traj.drift_int:.3g}"
-    fig = figure(*(_lines(steps, log_magnitudes(ys), name, **line) for name, ys, line in series))
+    fig = figure(
+        *(line_trace(steps, log_magnitudes(ys), name, **line) for name, ys, line in series)
+    )
     finish_layout(
         fig,
         title,

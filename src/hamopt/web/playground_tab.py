@@ -148,7 +148,7 @@ def _summary(traj: pg.Trajectory, ms: float) -> str:
     return "\n\n".join(lines)
 
 
-def _fit_line(name: str, fit: Any) -> str:
+def _fit_summary(name: str, fit: Any) -> str:
     if fit is None:
         return f"- {name}: no fit"
     return (
@@ -171,11 +171,11 @@ def drift_scan_view(*controls: Any) -> tuple[str, Any]:
     parts = [
         f"**Drift vs {scan.step_label}** ({len(scan.step_sizes)} step sizes: {sizes}; "
         f"one point each; {ms:.0f} ms)",
-        _fit_line("|ΔH^int| (same batch)", scan.fit_int),
+        _fit_summary("|ΔH^int| (same batch)", scan.fit_int),
     ]
     if scan.noisy:
-        parts.append(_fit_line("|ΔH^traj| (cross batch)", scan.fit_traj))
-    parts.append(_fit_line("energy error |H−H0|", scan.fit_error))
+        parts.append(_fit_summary("|ΔH^traj| (cross batch)", scan.fit_traj))
+    parts.append(_fit_summary("energy error |H−H0|", scan.fit_error))
     if scan.fit_note:
         parts.append(f"⚠️ {scan.fit_note}")
     return "\n".join(parts), drift_scan_figure(scan)

@@ -20,6 +20,7 @@ __all__ = [
     "as_array",
     "figure",
     "finish_layout",
+    "line_trace",
     "log_magnitudes",
     "message_figure",
     "subplots",
@@ -63,6 +64,11 @@ def finish_layout(fig: go.Figure, title: str, *, height: int | None = None, **la
     """The page's margins and height (``height`` overrides it), a 13-pt ``title`` and ``layout``."""
     size = LAYOUT if height is None else {**LAYOUT, "height": height}
     fig.update_layout(**size, title=dict(text=title, font=dict(size=13)), **layout)
+
+
+def line_trace(x: Any, y: Any, name: str, **line: Any) -> go.Scatter:
+    """A plain line named ``name`` (``line``: its plotly line style)."""
+    return go.Scatter(x=x, y=y, mode="lines", name=name, line=line)
 
 
 def log_magnitudes(values: Sequence[float | None]) -> np.ndarray:
