@@ -174,3 +174,67 @@ def test_a_new_landscape_runs_once_with_the_suggested_settings():
     assert contour.data[1].x[0] == -1.2
     x0, y0, md, _ = A.landscape_and_reversibility("himmelblau", 0.005, 50, 1.0, 0.1, -1.6, 0.8, 0)
     assert (x0["value"], y0["value"]) == (-0.5, 0.5) and "| Leapfrog |" in md
+
+
+# the page's element ids in page order (depth-first through the layout): the browser test and
+# bookmarked selectors rely on them
+PAGE_ELEMENT_IDS = [
+    *("pg-landscape", "pg-optimizer", "pg-step-size", "pg-gamma", "pg-mass", "pg-cap"),
+    *("pg-momentum", "pg-wd", "pg-eta", "pg-f0", "pg-nu", "pg-steps", "pg-noise", "pg-x0"),
+    *("pg-y0", "pg-seed", "pg-scan", "pg-status", "pg-contour", "pg-energy", "pg-delta"),
+    *("pg-scan-status", "pg-scan-plot"),
+    *("rv-landscape", "rv-dt", "rv-steps", "rv-mass", "rv-noise", "rv-x0", "rv-y0", "rv-seed"),
+    *("rv-status", "rv-plot"),
+    *("rs-path", "rs-column", "rs-load", "rs-status", "rs-table", "rs-drift", "rs-rev", "rs-cap"),
+    *("rs-ablations", "rs-csv", "rs-csv-status", "rs-csv-table", "rs-gallery", "rs-run"),
+    *("rs-run-status", "rs-run-plot", "rs-manifest"),
+]
+
+
+def _page_components():
+    config = A.build_app().get_config_file()
+    by_id = {c["id"]: c for c in config["components"]}
+    order = []
+
+    def walk(node):
+        order.append(by_id[node["id"]])
+        for child in node.get("children", []):
+            walk(child)
+
+    for child in config["layout"]["children"]:
+        walk(child)
+    return order
+
+
+def test_page_layout_keeps_its_element_ids_and_initial_visibility():
+    components = _page_components()
+    elem_ids = [c["props"]["elem_id"] for c in components if c["props"].get("elem_id")]
+    assert elem_ids == PAGE_ELEMENT_IDS
+    assert [c["props"]["label"] for c in components if c["type"] == "tabitem"] == [
+        "Playground",
+        "Reversibility",
+        "Results",
+    ]
+    # the hyperparameter boxes shown at first are those a new choice of the default pair shows
+    visible = {c["props"].get("elem_id"): c["props"].get("visible") for c in components}
+    updates = A.suggestion_view("quadratic", "leapfrog")[4:]
+    elem_of = {"weight_decay": "pg-wd"}
+    for name, update in zip(A.HYPER_FIELDS, updates, strict=True):
+        elem_id = elem_of.get(name, f"pg-{name.replace('_', '-')}")
+        assert visible[elem_id] is update["visible"], name
+
+
+def test_figures_import_without_gradio_and_keep_their_names():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hamopt.web import controls, figures, results\n"
+        "assert 'gradio' not in sys.modules\n"
+        "assert all(callable(getattr(figures, n)) for n in figures.__all__)\n"
+        "print(len(figures.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "11"
+    assert all(hasattr(A, name) for name in A.__all__)

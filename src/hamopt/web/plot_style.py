@@ -1,0 +1,95 @@
+"""The page's plain plotly style and the small drawing helpers every figure of the page shares.
+
+The only numbers computed here are those a plot needs: absolute values for a log axis (zeros and
+non-finite values become gaps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "AXIS_STYLE",
+    "COLORS",
+    "LAYOUT",
+    "as_array",
+    "figure",
+    "finish_layout",
+    "line_trace",
+    "log_magnitudes",
+    "message_figure",
+    "subplots",
+]
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=40), height=380)
+# "none" skips plotly's per-figure deep copy of a template (≈15 ms a figure); the style is set here
+AXIS_STYLE = dict(
+    gridcolor="#e5e5e5",
+    zerolinecolor="#cccccc",
+    linecolor="#888888",
+    showline=True,
+    ticks="outside",
+)
+_BASE_LAYOUT = dict(
+    template="none",
+    paper_bgcolor="white",
+    plot_bgcolor="white",
+    font=dict(size=12),
+    xaxis=AXIS_STYLE,
+    yaxis=AXIS_STYLE,
+)
+
+
+def figure(*traces: Any) -> go.Figure:
+    """A figure with the page's plain style and ``traces``."""
+    return go.Figure(data=list(traces), layout=_BASE_LAYOUT)
+
+
+def subplots(**kw: Any) -> go.Figure:
+    """``plotly.subplots.make_subplots(**kw)`` in the page's plain style."""
+    fig = make_subplots(figure=go.Figure(layout=dict(template="none")), **kw)
+    fig.update_layout(paper_bgcolor="white", plot_bgcolor="white", font=dict(size=12))
+    fig.update_xaxes(**AXIS_STYLE)
+    fig.update_yaxes(**AXIS_STYLE)
+    return fig
+
+
+def finish_layout(fig: go.Figure, title: str, *, height: int | None = None, **layout: Any) -> None:
+    """The page's margins and height (``height`` overrides it), a 13-pt ``title`` and ``layout``."""
+    size = LAYOUT if height is None else {**LAYOUT, "height": height}
+    fig.update_layout(**size, title=dict(text=title, font=dict(size=13)), **layout)
+
+
+def line_trace(x: Any, y: Any, name: str, **line: Any) -> go.Scatter:
+    """A plain line named ``name`` (``line``: its plotly line style)."""
+    return go.Scatter(x=x, y=y, mode="lines", name=name, line=line)
+
+
+def log_magnitudes(values: Sequence[float | None]) -> np.ndarray:
+    """|v| for a log axis; zeros, None and non-finite values become gaps (NaN)."""
+    a = np.abs(as_array(values))
+    a[~np.isfinite(a) | (a == 0.0)] = np.nan
+    return a
+
+
+def as_array(values: Sequence[float | None]) -> np.ndarray:
+    """``values`` as float64 with None as NaN (a gap in a line)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def message_figure(text: str, height: int = 300) -> go.Figure:
+    """An empty figure that shows ``text`` (used for invalid input and missing files)."""
+    fig = figure()
+    fig.add_annotation(
+        text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14)
+    )
+    fig.update_layout(
+        **{**LAYOUT, "height": height}, xaxis=dict(visible=False), yaxis=dict(visible=False)
+    )
+    return fig

@@ -1,0 +1,113 @@
+"""The Reversibility tab: its controls and plot, and the handlers that run
+:func:`~hamopt.playground.reversibility` (Leapfrog and Euler round trips side by side) and return
+the markdown table and figure to show (they never raise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from .. import playground as pg
+from ..landscapes import LANDSCAPES
+from .controls import (
+    LANDSCAPE_CHOICES,
+    config_from_controls,
+    failure_message,
+    invalid_input_message,
+)
+from .playground_figures import reversibility_figure
+from .plot_style import message_figure
+
+__all__ = ["landscape_and_reversibility", "reversibility_tab", "reversibility_view"]
+
+DEFAULT_LANDSCAPE = "double_well"
+
+
+def reversibility_view(
+    landscape: str, step_size: Any, steps: Any, mass: Any, noise: Any, x0: Any, y0: Any, seed: Any
+) -> tuple[str, Any]:
+    """Markdown table of the round-trip errors per integrator, and the side-by-side paths."""
+    try:
+        config = config_from_controls(
+            landscape, "leapfrog", step_size, 0.0, mass, None, 0.9, 0.0, steps, noise, x0, y0, seed
+        )
+        result = pg.reversibility(config)
+    except pg.PlaygroundInputError as exc:
+        return invalid_input_message(exc), message_figure(str(exc))
+    except Exception as exc:
+        msg = failure_message("Round trip", exc)
+        return msg, message_figure(msg)
+    rows = ["| integrator | ‖θ_back − θ_0‖ / ‖θ_0‖ | momentum error | note |", "|---|---|---|---|"]
+    for path in result.paths:
+        if path.result is None:
+            rows.append(f"| {path.integrator} | diverged | diverged | {path.divergence} |")
+        else:
+            note = path.divergence or ""
+            rows.append(
+                f"| {path.integrator} | {path.result.theta_error:.3e} "
+                f"| {path.result.momentum_error:.3e} | {note} |"
+            )
+    head = (
+        f"{config.steps} steps forward with {LANDSCAPES[config.landscape].label}, "
+        f"dt = {config.step_size:g}, "
+        "γ = 0, no cap, one fixed batch; then p ← −p, the same number of steps back, p ← −p."
+    )
+    return head + "\n\n" + "\n".join(rows), reversibility_figure(result)
+
+
+def landscape_and_reversibility(landscape: str, *rest: Any) -> tuple[Any, ...]:
+    """A new landscape on the reversibility tab: its default start, then the round trips."""
+    info = LANDSCAPES.get(landscape)
+    step_size, steps, mass, noise, x0, y0, seed = rest
+    if info is None:
+        return (gr.update(), gr.update(), *reversibility_view(landscape, *rest))
+    x0, y0 = info.cls.default_start
+    view = reversibility_view(landscape, step_size, steps, mass, noise, x0, y0, seed)
+    return (gr.update(value=x0), gr.update(value=y0), *view)
+
+
+def reversibility_tab(app: gr.Blocks) -> None:
+    """The Reversibility tab inside ``app``: controls, plot, and their events (a run on load)."""
+    start = LANDSCAPES[DEFAULT_LANDSCAPE].cls.default_start
+    with gr.Tab("Reversibility"):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                landscape = gr.Dropdown(
+                    LANDSCAPE_CHOICES,
+                    value=DEFAULT_LANDSCAPE,
+                    label="landscape",
+                    elem_id="rv-landscape",
+                )
+                dt = gr.Number(0.02, label="dt", elem_id="rv-dt")
+                steps = gr.Number(200, label="N steps each way", precision=0, elem_id="rv-steps")
+                mass = gr.Number(1.0, label="mass M", elem_id="rv-mass")
+                noise = gr.Number(
+                    0.1, label="noise σ (noisy quadratic; one fixed batch)", elem_id="rv-noise"
+                )
+                with gr.Row():
+                    x0 = gr.Number(start[0], label="start x", min_width=80, elem_id="rv-x0")
+                    y0 = gr.Number(start[1], label="start y", min_width=80, elem_id="rv-y0")
+                seed = gr.Number(0, label="seed", precision=0, elem_id="rv-seed")
+            with gr.Column(scale=3):
+                status = gr.Markdown(elem_id="rv-status")
+                plot = gr.Plot(label="forward and return paths", elem_id="rv-plot")
+        controls = [landscape, dt, steps, mass, noise, x0, y0, seed]
+        gr.on(
+            triggers=[c.input for c in controls if c is not landscape],
+            fn=reversibility_view,
+            inputs=controls,
+            outputs=[status, plot],
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        landscape.input(
+            landscape_and_reversibility,
+            inputs=controls,
+            outputs=[x0, y0, status, plot],
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        app.load(
+            reversibility_view, inputs=controls, outputs=[status, plot], show_progress="hidden"
+        )
