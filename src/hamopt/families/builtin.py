@@ -32,15 +32,15 @@ from torch.optim import Optimizer
 from ..energy import conventions as C
 from ..optim import BBI, ECDq1, ECDSep, Euler, Leapfrog
 from .hyper import AdamHyper, BBIHyper, ECDq1Hyper, ECDSepHyper, HamiltonianHyper, SGDHyper
-from .record import Family, StabilityRule
+from .record import Family, PlaygroundEntry, StabilityRule
 from .registry import register
 from .state import global_scalars, hamiltonian_momentum, sgd_momentum
 
 __all__ = ["ADAM", "ADAMW", "BBI_FAMILY", "ECDQ1", "ECDSEP", "EULER", "LEAPFROG", "SGD"]
 
 
-def _fused(device: str) -> bool:
-    return str(device).startswith(("cpu", "cuda"))
+def _fused(device: str, fused: bool | None) -> bool:
+    return bool(fused) if fused is not None else str(device).startswith(("cpu", "cuda"))
 
 
 # ---------------------------------------------------------------------- Hamiltonian integrators
@@ -95,6 +95,15 @@ _DT_RULE = StabilityRule(
 )
 
 
+def _scalar_inverse_mass(config: Any) -> Any:
+    inverse = 1.0 / config.mass
+    return lambda _tensor: inverse
+
+
+def _hamiltonian_playground(config: Any) -> dict[str, Any]:
+    return {"gamma": config.gamma, "cap": config.cap, "mass": _scalar_inverse_mass(config)}
+
+
 def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
     return Family(
         name=name,
@@ -112,6 +121,7 @@ def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
         integrator=True,
         step_axis="dt",
         description=f"{display}: damped, preconditioned Hamiltonian integrator (time step dt)",
+        playground=PlaygroundEntry(name, display, ("gamma", "mass", "cap"), _hamiltonian_playground),
     )
 
 
@@ -121,7 +131,7 @@ EULER = register(_hamiltonian_family("euler", "Euler", Euler))
 
 # ---------------------------------------------------------------------- SGD
 def _sgd_construct(params: Any, step_size: float, h: Mapping[str, Any], *, device: str = "cpu",
-                   **_: Any) -> Optimizer:
+                   fused: bool | None = None, **_: Any) -> Optimizer:
     return torch.optim.SGD(
         params,
         lr=step_size,
@@ -129,7 +139,7 @@ def _sgd_construct(params: Any, step_size: float, h: Mapping[str, Any], *, devic
         dampening=h["dampening"],
         weight_decay=h["weight_decay"],
         nesterov=h["nesterov"],
-        fused=_fused(device),
+        fused=_fused(device, fused),
     )
 
 
@@ -172,6 +182,12 @@ SGD = register(
         labeller=_sgd_label,
         refuse=_sgd_refuse,
         description="torch.optim.SGD, plain or heavy-ball momentum",
+        playground=PlaygroundEntry(
+            "sgd_momentum",
+            "SGD-momentum",
+            ("momentum", "weight_decay"),
+            lambda c: {"momentum": c.momentum, "weight_decay": c.weight_decay},
+        ),
     )
 )
 
@@ -179,7 +195,7 @@ SGD = register(
 # ---------------------------------------------------------------------- Adam, AdamW
 def _adam_construct(cls: type) -> Any:
     def construct(params: Any, step_size: float, h: Mapping[str, Any], *, device: str = "cpu",
-                  **_: Any) -> Optimizer:
+                  fused: bool | None = None, **_: Any) -> Optimizer:
         return cls(
             params,
             lr=step_size,
@@ -187,13 +203,17 @@ def _adam_construct(cls: type) -> Any:
             eps=h["eps"],
             weight_decay=h["weight_decay"],
             amsgrad=h["amsgrad"],
-            fused=_fused(device),
+            fused=_fused(device, fused),
         )
 
     return construct
 
 
-def _adam_family(name: str, display: str, cls: type) -> Family:
+def _adamw_playground(config: Any) -> dict[str, Any]:
+    return {"betas": (config.momentum, 0.999), "weight_decay": config.weight_decay}
+
+
+def _adam_family(name: str, display: str, cls: type, playground: PlaygroundEntry | None = None) -> Family:
     return Family(
         name=name,
         display_name=display,
@@ -203,10 +223,18 @@ def _adam_family(name: str, display: str, cls: type) -> Family:
         hyper_model=AdamHyper,
         construct=_adam_construct(cls),
         description=f"torch.optim.{display}",
+        playground=playground,
     )
 
 
-ADAMW = register(_adam_family("adamw", "AdamW", torch.optim.AdamW))
+ADAMW = register(
+    _adam_family(
+        "adamw",
+        "AdamW",
+        torch.optim.AdamW,
+        PlaygroundEntry("adamw", "AdamW", ("momentum", "weight_decay"), _adamw_playground, 0.05),
+    )
+)
 ADAM = register(_adam_family("adam", "Adam", torch.optim.Adam))
 
 
@@ -244,7 +272,15 @@ def _ecd_manifest(opt: Optimizer) -> dict[str, Any]:
     }
 
 
-def _ecd_family(name: str, display: str, cls: type, model: type) -> Family:
+def _ecd_playground(config: Any) -> dict[str, Any]:
+    return {"eta": config.eta, "F0": config.f0, "nu": config.nu, "weight_decay": config.weight_decay}
+
+
+def _bbi_playground(config: Any) -> dict[str, Any]:
+    return {"v0": config.f0, "weight_decay": config.weight_decay}
+
+
+def _ecd_family(name: str, display: str, cls: type, model: type, playground: PlaygroundEntry) -> Family:
     return Family(
         name=name,
         display_name=display,
@@ -257,9 +293,20 @@ def _ecd_family(name: str, display: str, cls: type, model: type) -> Family:
         seeded=True,
         keeps_own_values=True,
         description=f"{display}: Energy Conserving Descent (seeded bounces)",
+        playground=playground,
     )
 
 
-ECDSEP = register(_ecd_family("ecdsep", "ECDSep", ECDSep, ECDSepHyper))
-BBI_FAMILY = register(_ecd_family("bbi", "BBI", BBI, BBIHyper))
-ECDQ1 = register(_ecd_family("ecdq1", "ECDq1", ECDq1, ECDq1Hyper))
+_ECD_USES = ("eta", "f0", "nu", "weight_decay")
+ECDSEP = register(
+    _ecd_family("ecdsep", "ECDSep", ECDSep, ECDSepHyper,
+                PlaygroundEntry("ecdsep", "ECDSep", _ECD_USES, _ecd_playground, 0.01))
+)
+BBI_FAMILY = register(
+    _ecd_family("bbi", "BBI", BBI, BBIHyper,
+                PlaygroundEntry("bbi", "BBI", ("f0", "weight_decay"), _bbi_playground, 0.01))
+)
+ECDQ1 = register(
+    _ecd_family("ecdq1", "ECDq1", ECDq1, ECDq1Hyper,
+                PlaygroundEntry("ecdq1", "ECDq1", _ECD_USES, _ecd_playground, 0.01))
+)
