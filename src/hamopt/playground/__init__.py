@@ -26,6 +26,7 @@ change ``ΔH_t`` — which the spec's drift measures — is ``O(dt³)``: slope �
 """
 
 from .config import (
+    DEFAULT_OPTIMIZER,
     ENERGY_LIMIT,
     ESCAPE_RADIUS,
     MAX_SCAN_POINTS,
@@ -40,6 +41,7 @@ from .roundtrip import ReversibilityPath, ReversibilityResult, reversibility
 from .trajectory import DriftScan, Trajectory, drift_scan, run_trajectory, scan_step_sizes
 
 __all__ = [
+    "DEFAULT_OPTIMIZER",
     "ENERGY_LIMIT",
     "ESCAPE_RADIUS",
     "MAX_SCAN_POINTS",

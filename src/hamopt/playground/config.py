@@ -87,6 +87,7 @@ class _Optimizers(Mapping[str, OptimizerInfo]):
 
 
 OPTIMIZERS: Mapping[str, OptimizerInfo] = _Optimizers()
+DEFAULT_OPTIMIZER: str = families.LEAPFROG.playground.key if families.LEAPFROG.playground else ""
 
 
 # ---------------------------------------------------------------------- configuration
@@ -157,7 +158,7 @@ class PlaygroundConfig:
     """
 
     landscape: str = "quadratic"
-    optimizer: str = "leapfrog"
+    optimizer: str = DEFAULT_OPTIMIZER
     step_size: float = 0.05
     gamma: float = 0.0
     mass: float = 1.0
@@ -218,7 +219,7 @@ class PlaygroundConfig:
         return make_landscape(self.landscape, self.start, noise=self.noise, seed=self.seed)
 
 
-def suggested_config(landscape: str, optimizer: str = "leapfrog") -> PlaygroundConfig:
+def suggested_config(landscape: str, optimizer: str = DEFAULT_OPTIMIZER) -> PlaygroundConfig:
     """A configuration that shows something on ``landscape`` with ``optimizer`` (stable, moving)."""
     hamiltonian = {
         "quadratic": 0.05,
