@@ -133,6 +133,10 @@ def _sum64(terms: list[torch.Tensor]) -> float:
     return float(torch.stack([t.to(device=device, dtype=torch.float64) for t in terms]).sum().item())
 
 
+def _hamiltonian_kinetic(opt: Optimizer) -> float:
+    return opt.kinetic_energy()  # type: ignore[attr-defined]
+
+
 def _sgd_kinetic(opt: Optimizer) -> float:
     """Momentum: ½ lr ‖b‖². Plain SGD: ½ ‖Δθ‖²/lr with Δθ = −lr (g + λθ_t) from ``.grad``."""
     terms = []

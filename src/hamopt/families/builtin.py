@@ -44,14 +44,10 @@ def _fused(device: str, fused: bool | None) -> bool:
 
 
 # ---------------------------------------------------------------------- Hamiltonian integrators
-def _hamiltonian_kinetic(opt: Optimizer) -> float:
-    return float(opt.kinetic_energy())  # type: ignore[attr-defined]
-
-
 def _hamiltonian_convention(name: str) -> C.EnergyConvention:
     return C.EnergyConvention(
         name=name,
-        kinetic=_hamiltonian_kinetic,
+        kinetic=C._hamiltonian_kinetic,
         step_size=C._first_lr,
         time_step=C._first_lr,
         displacement_form=False,
@@ -242,7 +238,7 @@ ADAM = register(_adam_family("adam", "Adam", torch.optim.Adam))
 def _ecd_convention(name: str) -> C.EnergyConvention:
     return C.EnergyConvention(
         name=name,
-        kinetic=_hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
+        kinetic=C._hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
         step_size=C._first_lr,
         time_step=C._first_lr,
         displacement_form=True,
