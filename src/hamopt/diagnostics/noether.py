@@ -20,7 +20,10 @@ one more column, ``W_V,h`` rows with the v bias as a column, and ``W_O,h`` colum
   have different masses, e.g. the fan-in rule, because each tensor's term is symmetric on its
   own). A mass that varied along the head axis (an element-wise preconditioner such as Adam's)
   would break this;
-* damping multiplies P by ``e^{−γ dt/2}`` at each half-kick, so ``J_{t} = e^{−γ dt t} J_0``;
+* damping multiplies P by ``e^{−γ dt/2}`` at each half-kick, so in exact mode the stored
+  momentum after t steps gives ``J_t = e^{−γ dt t} J_0``; in streaming mode the stored momentum
+  is the half-step ``p_{t−½}`` (one opening half-kick, then t−1 merged closing + opening
+  half-kicks), so the stored charge is ``J_t = e^{−γ dt (t−½)} J_0``;
 * the energy cap (spec §4) rescales P and J with it: conservation holds on steps where it does
   not engage (``cap=None`` in the tests).
 
