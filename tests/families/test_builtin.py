@@ -127,6 +127,19 @@ def test_momentum_readers():
     assert families.ADAMW.momentum_reader(families.ADAMW.build(_params(), 0.1)) is None
 
 
+def test_sgd_momentum_reader_follows_the_dampened_convention():
+    params = _params()
+    sgd = families.SGD.build(params, 0.04, {"momentum": 0.9, "dampening": 0.5})
+    _quadratic_step(sgd, params)
+    read = families.SGD.momentum_reader(sgd)
+    for p in params:
+        assert torch.allclose(read(p), -math.sqrt(0.04 / 0.5) * sgd.state[p]["momentum_buffer"])
+    assert families.SGD.time_step(sgd) == pytest.approx(math.sqrt(0.04 * 0.5))
+    nesterov = torch.optim.SGD(_params(), lr=0.1, momentum=0.9, nesterov=True)
+    with pytest.raises(ValueError, match="nesterov"):
+        families.SGD.momentum_reader(nesterov)
+
+
 def test_ecd_manifest_records_the_seed_and_counts():
     params = _params()
     opt = families.ECDQ1.build(params, 0.05, {"eta": 10.0}, seed=1234)
@@ -172,6 +185,12 @@ def test_stability_rules_match_the_calibration_formulas():
     assert rule.step_size(0.5, lam_h, {"momentum": 0.9}) == pytest.approx(0.25 * limits.sgd_lr_limit(0.9))
     with pytest.raises(ValueError, match="needs momentum > 0"):
         rule.step_size(0.5, lam_h, {"momentum": 0.0})
+    # dampening d scales the kick by (1 − d): heavy ball is stable iff lr·(1−d)·λ < 2(1+μ)
+    assert rule.step_size(1.0, lam_h, {"momentum": 0.9, "dampening": 0.5}) == pytest.approx(
+        2 * limits.sgd_lr_limit(0.9)
+    )
+    with pytest.raises(ValueError, match="dampening < 1"):
+        rule.step_size(0.5, lam_h, {"momentum": 0.9, "dampening": 1.0})
     for name in ("adam", "adamw", "ecdsep", "bbi", "ecdq1"):
         assert families.get(name).stability is None
     assert families.families_with_stability() == ("leapfrog", "euler", "sgd")

@@ -1,18 +1,18 @@
 r"""The built-in optimiser families: Leapfrog, Euler, SGD, AdamW, Adam, ECDSep, BBI, ECDq1.
 
-=========  ==============  ====  ======  ==========================================  ==========
-type       optimiser       axis  h       kinetic energy K                            stability
-=========  ==============  ====  ======  ==========================================  ==========
-leapfrog   Leapfrog        dt    dt      ½ Σ m_i ‖p_i‖²                              dt·√λ(M⁻¹H) < 2
-euler      Euler           dt    dt      ½ Σ m_i ‖p_i‖²                              dt·√λ(M⁻¹H) < 2
-sgd        torch SGD       lr    √lr     momentum: ½·lr·‖b‖²; plain: displacement    lr·λ(H) < 2(1+μ)
-adamw      torch AdamW     lr    √lr     see :mod:`hamopt.energy.conventions`        none
-adam       torch Adam      lr    √lr     see :mod:`hamopt.energy.conventions`        none
-ecdsep     ECDSep          lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-bbi        BBI             lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-ecdq1      ECDq1           lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-=========  ==============  ====  ======  ==========================================  ==========
+* ``leapfrog``, ``euler`` (:class:`hamopt.Leapfrog`, :class:`hamopt.Euler`): axis and h = ``dt``,
+  ``K = ½ Σ m_i ‖p_i‖²``, modes exact/streaming, energy cap, stability ``dt·√λ_max(M⁻¹H) < 2``,
+  momentum P = the stored momentum.
+* ``sgd`` (``torch.optim.SGD``): axis ``lr``; with momentum μ and dampening d,
+  ``h = √(lr(1−d))`` and ``K = ½ · lr/(1−d) · ‖b‖²``, P = ``−√(lr/(1−d)) · b``, stability
+  ``lr·(1−d)·λ_max(H) < 2(1+μ)`` (heavy ball, μ > 0); plain SGD: displacement form, ``h = √lr``.
+* ``adamw``, ``adam`` (``torch.optim.AdamW``, ``Adam``): axis ``lr``, ``h = √(lr(1−β1))``,
+  ``K = ½ · lr/(1−β1) · Σ m̂²/(√v̂+ε)``; no stability rule, no momentum reader (the element-wise
+  mass breaks the rotation charges; the monitor uses the displacement).
+* ``ecdsep``, ``bbi``, ``ecdq1`` (:class:`hamopt.ECDSep`, ``BBI``, ``ECDq1``): axis and h = ``lr``,
+  displacement form ``K = ½‖θ_{t+1} − θ_t‖²/lr``, seeded, no stability rule.
 
+The formulas live in :mod:`hamopt.energy.conventions`; the records point at them.
 The baselines are built with torch's fused kernels on ``cpu``/``cuda`` (as the lab always has);
 the ECD optimisers get the ``seed`` passed to :meth:`~hamopt.families.Family.build`. SGD refuses
 ``nesterov: true``: the SGD energy convention reads the heavy-ball map, and Nesterov's update is
@@ -155,6 +155,8 @@ def _sgd_label(h: Mapping[str, Any]) -> str:
 def _heavy_ball_requirement(h: Mapping[str, Any]) -> str | None:
     if not h.get("momentum", 0.0):
         return "stability_fractions for sgd needs momentum > 0 (the heavy-ball limit)"
+    if h.get("dampening", 0.0) >= 1.0:
+        return "stability_fractions for sgd needs dampening < 1 (dampening 1 never moves θ)"
     return None
 
 
@@ -169,9 +171,9 @@ SGD = register(
         construct=_sgd_construct,
         stability=StabilityRule(
             eigenvalue="lambda_hessian",
-            limit=lambda lam, h: 2.0 * (1.0 + h["momentum"]) / lam,
+            limit=lambda lam, h: 2.0 * (1.0 + h["momentum"]) / ((1.0 - h.get("dampening", 0.0)) * lam),
             power=2,
-            description="lr = f² · 2(1+μ)/λ_max(H) (heavy ball: lr·λ < 2(1+μ))",
+            description="lr = f² · 2(1+μ)/((1−d)·λ_max(H)) (heavy ball: lr·(1−d)·λ < 2(1+μ))",
             requirement=_heavy_ball_requirement,
         ),
         momentum=sgd_momentum,
