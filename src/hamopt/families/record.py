@@ -100,7 +100,8 @@ class PlaygroundEntry:
 
 
 def _dummy() -> list[Tensor]:
-    return [torch.zeros(2, requires_grad=True)]
+    """A 2×2 matrix parameter: accepted by element-wise optimisers and by matrix ones alike."""
+    return [torch.zeros(2, 2, requires_grad=True)]
 
 
 @dataclass(frozen=True)
