@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteError", "UnregisteredOptimizerError"]
+__all__ = ["NonFiniteError", "OptionError", "SpecError", "UnregisteredOptimizerError", "UserError"]
+
+
+class UserError(Exception):
+    """An error the user can fix (a bad spec, option or path), not a bug in hamopt.
+
+    The command line prints the message of any subclass as one line on stderr and exits with
+    status 2, without a traceback; other exceptions keep their traceback. Subclass it (alone or
+    together with a built-in class such as ``ValueError``) for any new error of that kind.
+    """
+
+
+class SpecError(UserError, ValueError):
+    """An experiment spec is invalid; the message names each offending key and its allowed values."""
+
+
+class OptionError(UserError, ValueError):
+    """A command-line option is out of range or names something unusable (a busy port, an
+    unknown host); the message names the option and its allowed values."""
 
 
 class NonFiniteError(FloatingPointError):

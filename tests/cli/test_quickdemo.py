@@ -23,9 +23,26 @@ def test_quickdemo_rows_are_real_training():
     assert "tail |dH|" in format_table(rows)
 
 
-def test_quickdemo_rejects_bad_steps():
-    with pytest.raises(SystemExit, match="--steps must be in 1..100000"):
-        main(["quickdemo", "--steps", "0"])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "--steps must be in 1..100000, got 0"),
+        (["--steps", "100001"], "--steps must be in 1..100000"),
+        (["--seed", "-1"], "--seed must be in 0..2147483647, got -1"),
+        (["--seed", str(2**31)], "--seed must be in 0..2147483647"),
+    ],
+)
+def test_quickdemo_rejects_out_of_range_options_in_one_line(argv, message, capsys):
+    assert main(["quickdemo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hamopt quickdemo: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_argparse_errors_stay_argparse_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["quickdemo", "--seed", "abc"])
+    assert info.value.code == 2 and "invalid int value" in capsys.readouterr().err
 
 
 def test_every_command_is_registered():

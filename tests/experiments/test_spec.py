@@ -70,9 +70,9 @@ def test_cross_field_rules():
 def test_hash_ignores_threads_and_data_root_but_not_results():
     a = tiny_spec()
     assert spec_hash(a) == spec_hash(tiny_spec(threads=2))
-    d = tiny_dict()
-    d["dataset"]["root"] = "/somewhere"
-    assert spec_hash(parse_spec(d)) == spec_hash(a)
+    cifar = {"name": "cifar10", "train_size": 400, "test_size": 100}
+    b = tiny_spec(dataset=cifar)
+    assert spec_hash(tiny_spec(dataset={**cifar, "root": "/somewhere"})) == spec_hash(b)
     assert spec_hash(tiny_spec(steps=13)) != spec_hash(a)
 
 
@@ -110,3 +110,36 @@ def test_presets_are_valid():
     assert lf.step_sizes == [0.002, 0.0025, 0.003, 0.0035]
     with pytest.raises(SpecError, match="preset"):
         load_preset("nope")
+
+
+def test_yaml_anchors_and_merge_keys_are_not_duplicates(tmp_path):
+    import yaml
+
+    d = tiny_dict()
+    text = yaml.safe_dump({k: v for k, v in d.items() if k != "optimizers"})
+    text += (
+        "optimizers:\n"
+        "  - &sgd {name: sgd-a, type: sgd, band: band, step_sizes: [0.01]}\n"
+        "  - <<: *sgd\n"
+        "    name: sgd-b\n"
+        "  - *sgd\n"
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace("optimizer: leapfrog-exact", "optimizer: sgd-a"), encoding="utf-8")
+    with pytest.raises(SpecError, match="pairs must be unique"):  # the alias repeats sgd-a
+        load_spec(path)
+    path.write_text(path.read_text(encoding="utf-8").replace("  - *sgd\n", ""), encoding="utf-8")
+    spec = load_spec(path)
+    assert [o.name for o in spec.optimizers] == ["sgd-a", "sgd-b"]
+    assert spec.optimizers[1].step_sizes == [0.01]
+
+
+def test_range_errors_state_the_whole_range():
+    with pytest.raises(SpecError, match=r"steps: must be an integer in \[5, 10000000\], got 3"):
+        tiny_spec(steps=3)
+    with pytest.raises(SpecError, match=r"tail_fraction: must be a finite number in \(0.0, 1.0\], got nan"):
+        tiny_spec(tail_fraction=float("nan"))
+    with pytest.raises(SpecError, match=r"calibration.iterations: must be an integer in \[2, 1000\], got 1"):
+        tiny_spec(calibration={"iterations": 1})
+    with pytest.raises(SpecError, match=r"threads: must be an integer in \[1, 1024\], got True"):
+        tiny_spec(threads=True)

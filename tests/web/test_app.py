@@ -13,6 +13,7 @@ pytest.importorskip("plotly")
 
 from hamopt.cli import build_parser  # noqa: E402
 from hamopt.cli.demo import check_args, is_loopback  # noqa: E402
+from hamopt.errors import OptionError  # noqa: E402
 from hamopt.web import app as A  # noqa: E402
 
 from .resultsdir import write_results_dir  # noqa: E402
@@ -148,10 +149,10 @@ def test_results_views_and_guard(tmp_path):
 
 def test_demo_command_arguments(tmp_path):
     args = build_parser().parse_args(["demo", "--port", "0"])
-    with pytest.raises(SystemExit, match="--port must be in 1..65535"):
+    with pytest.raises(OptionError, match="--port must be in 1..65535"):
         check_args(args)
     args = build_parser().parse_args(["demo", "--results", str(tmp_path / "absent")])
-    with pytest.raises(SystemExit, match="is not a directory"):
+    with pytest.raises(OptionError, match="is not a directory"):
         check_args(args)
     args = build_parser().parse_args(["demo"])
     assert args.host == "127.0.0.1" and args.port == 7860

@@ -3,6 +3,12 @@
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers) -> None``; the module adds its parser and sets ``func`` (the handler,
 ``args -> int`` exit code). Heavy imports (torch, the lab) happen inside the handlers.
+
+Errors that are the user's to fix (:func:`hamopt.cli._lab.lab_errors`: every
+:class:`hamopt.errors.UserError`, a bad output directory, a missing file...) are printed by
+:func:`main` for every sub-command as one line, ``hamopt COMMAND: error: MESSAGE``, with exit
+status 2, like argparse's own errors; any other exception keeps its traceback. Ctrl-C prints
+one line and exits with status 130.
 """
 
 from __future__ import annotations
@@ -49,7 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from ._lab import lab_errors, report_user_error
+
+    try:
+        return int(args.func(args) or 0)
+    except lab_errors() as exc:
+        return report_user_error(args.command, exc)
+    except KeyboardInterrupt:
+        print(f"hamopt {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

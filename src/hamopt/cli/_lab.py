@@ -8,12 +8,17 @@ from typing import Any
 
 
 def lab_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix: printed as one clear line, exit status 2."""
-    from ..experiments.spec import SpecError
+    """Errors that are the user's to fix: printed as one clear line, exit status 2.
+
+    Every :class:`hamopt.errors.UserError` (``SpecError``, ``OptionError`` and any new
+    subclass) is one; so are the store's errors about the output directory and missing or
+    unreadable files. Extend the tuple here, or better derive the new class from ``UserError``.
+    """
+    from ..errors import UserError
     from ..experiments.store import CorruptRunError, OutputDirError, SpecMismatchError
 
     return (
-        SpecError,
+        UserError,
         OutputDirError,
         SpecMismatchError,
         CorruptRunError,
@@ -22,12 +27,21 @@ def lab_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def report_user_error(prog: str | None, exc: BaseException) -> int:
+    """Print ``hamopt PROG: error: MESSAGE`` as one line on stderr; return exit status 2."""
+    from ..experiments.spec_load import one_line
+
+    message = one_line(str(exc)) or type(exc).__name__
+    print(f"hamopt {prog}: error: {message}" if prog else f"hamopt: error: {message}", file=sys.stderr)
+    return 2
+
+
 def guarded(prog: str, fn: Callable[[], int]) -> int:
+    """``fn()``, with a user error reported as one line (exit status 2)."""
     try:
         return fn()
     except lab_errors() as exc:
-        print(f"hamopt {prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return report_user_error(prog, exc)
 
 
 def print_summary(summary: Any) -> None:

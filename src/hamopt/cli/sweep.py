@@ -28,21 +28,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from ..errors import OptionError
     from ..experiments.analysis import analyse, write_analysis
     from ..experiments.catalog import build_catalog
     from ..experiments.runner import run_sweep
-    from ..experiments.spec import SpecError, load_spec
+    from ..experiments.spec import load_spec
+    from ..experiments.spec_load import check_runnable
     from ._lab import print_summary, print_table
 
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise OptionError(f"--threads must be in 1..1024, got {args.threads}")
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise OptionError(f"--workers must be in 1..64, got {args.workers}")
     spec = load_spec(args.spec)
     if args.threads is not None:
-        if not 1 <= args.threads <= 1024:
-            raise SpecError(f"--threads must be in 1..1024, got {args.threads}")
         spec = spec.model_copy(update={"threads": args.threads})
     if args.workers is not None:
-        if not 1 <= args.workers <= 64:
-            raise SpecError(f"--workers must be in 1..64, got {args.workers}")
         spec = spec.model_copy(update={"workers": args.workers})
+    check_runnable(spec, source=args.spec)  # device and data present: refused before --out is made
     summary = run_sweep(spec, args.out, progress=not args.no_progress)
     print_summary(summary)
     if args.report:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,29 +44,53 @@ class Dataset:
         return int(self.y_test.shape[0])
 
 
+class DatasetOptionError(ValueError):
+    """A data set option is out of range; ``option`` names it (``train_size``, ``root``...)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(message)
+
+
+def largest_balanced_size(class_counts: Sequence[int]) -> int:
+    """The largest size :func:`balanced_subset` can take from classes with these row counts:
+    every class gives ``size // C`` rows and the first ``size mod C`` classes one more."""
+    low = min(class_counts)
+    extra = 0
+    while extra < len(class_counts) - 1 and class_counts[extra] > low:
+        extra += 1
+    return low * len(class_counts) + extra
+
+
+def check_subset_size(size: object, class_counts: Sequence[int], *, argument: str) -> int:
+    """``size`` must be an integer from one example per class up to
+    :func:`largest_balanced_size` of ``class_counts`` (rows available per class)."""
+    num_classes = len(class_counts)
+    largest = largest_balanced_size(class_counts)
+    if isinstance(size, bool) or not isinstance(size, int) or not num_classes <= size <= largest:
+        raise DatasetOptionError(
+            argument,
+            f"{argument} must be an integer in [{num_classes}, {largest}] (a class-balanced subset: "
+            f"at least one example per class, at most the {largest} the classes' "
+            f"{min(class_counts)}..{max(class_counts)} rows allow), got {size!r}",
+        )
+    return size
+
+
 def balanced_subset(labels: Tensor, size: int, num_classes: int, *, argument: str) -> Tensor:
     """Indices of a deterministic class-balanced subset of ``size`` rows, in stored order.
 
     Class ``c`` contributes its first ``size // num_classes`` rows (in stored order), and the
-    first ``size % num_classes`` classes one row more. Raises ``ValueError`` naming ``argument``
-    if ``size`` is out of range or a class has too few rows.
+    first ``size % num_classes`` classes one row more. Raises :class:`DatasetOptionError` naming
+    ``argument`` if ``size`` is out of range (:func:`check_subset_size`).
     """
-    n = int(labels.shape[0])
-    if isinstance(size, bool) or not isinstance(size, int) or not num_classes <= size <= n:
-        raise ValueError(
-            f"{argument} must be an integer in [{num_classes}, {n}] (at least one example per "
-            f"class, at most the {n} available), got {size!r}"
-        )
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes].tolist()
+    check_subset_size(size, counts, argument=argument)
     base, extra = divmod(size, num_classes)
     chosen = []
     for c in range(num_classes):
         quota = base + (1 if c < extra else 0)
         rows = torch.nonzero(labels == c).flatten()
-        if rows.numel() < quota:
-            raise ValueError(
-                f"{argument}={size} needs {quota} examples of class {c}, "
-                f"only {rows.numel()} available"
-            )
         chosen.append(rows[:quota])
     return torch.sort(torch.cat(chosen)).values
 

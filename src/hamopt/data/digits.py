@@ -14,6 +14,10 @@ import torch
 from .dataset import Dataset, take_subset
 
 DIGITS_TEST_SIZE = 360
+# Rows per class (0..9) of the fixed split, for checking subset sizes without loading
+# (tests/data/test_dataset_checks.py compares them with the loaded data).
+DIGITS_TRAIN_CLASS_COUNTS = (142, 146, 142, 146, 145, 145, 145, 143, 139, 144)
+DIGITS_TEST_CLASS_COUNTS = (36, 36, 35, 37, 36, 37, 36, 36, 35, 36)
 DIGITS_SPLIT_SEED = 0
 
 

@@ -18,6 +18,10 @@ on a dummy parameter, so the spec accepts exactly what the optimiser accepts); `
 only to families with modes and ``stability_fractions`` only to families with a stability rule.
 A seeded family's generator (the ECD bounces) is seeded from each run's own seed, so ``seed`` is
 not a hyper-parameter.
+
+Reading a file (UTF-8 only, no repeated keys) and the one-line error messages live in
+:mod:`hamopt.experiments.spec_load`, with :func:`~hamopt.experiments.spec_load.check_runnable`,
+which refuses a spec this machine cannot run (absent device, absent data) before any run starts.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import families
+from ..errors import SpecError
 from ..families.hyper import (
     AdamHyper,
     BBIHyper,
@@ -41,6 +45,19 @@ from ..families.hyper import (
     ECDSepHyper,
     HamiltonianHyper,
     SGDHyper,
+)
+from .spec_load import load_spec, parse_spec
+from .spec_parts import (
+    SEED_MAX,
+    AblationSpec,
+    CalibrationSpec,
+    Checked,
+    DatasetSpec,
+    Int,
+    ModelSpec,
+    Number,
+    ReversibilitySpec,
+    check_seeds,
 )
 
 __all__ = [
@@ -59,6 +76,7 @@ __all__ = [
     "OptimizerSpec",
     "ReversibilitySpec",
     "SGDHyper",
+    "SEED_MAX",
     "SpecError",
     "load_spec",
     "parse_spec",
@@ -68,10 +86,6 @@ __all__ = [
 ]
 
 ABLATIONS = ("default", "thrash", "scramble")
-
-
-class SpecError(ValueError):
-    """An experiment spec is invalid; the message names each offending key."""
 
 
 class _Strict(BaseModel):
@@ -175,106 +189,80 @@ class OptimizerSpec(_Strict):
         return self.mode or "baseline"
 
 
-class DatasetSpec(_Strict):
-    name: Literal["digits", "cifar10"]
-    root: str | None = None
-    download: bool = False
-    train_size: int | None = Field(None, ge=1, le=10_000_000)
-    test_size: int | None = Field(None, ge=1, le=10_000_000)
-    augment: bool | None = None
-
-
-class ModelSpec(_Strict):
-    name: Literal["resnet18", "resnet20", "small_cnn", "mlp"]
-    width: int | None = Field(None, ge=1, le=4096)
-    depth: int | None = Field(None, ge=1, le=1000)
-    channels_last: bool | None = None
-
-
-class AblationSpec(_Strict):
-    """Memory ablations (spec §6) for one optimiser entry at one or more of its step sizes."""
-
-    names: list[Literal["default", "thrash", "scramble"]] = ["default", "thrash", "scramble"]
-    optimizer: str = Field(min_length=1)
-    band: str = "band"
-    step_index: int = Field(-1, ge=-64, le=63)
-    seeds: list[int] = [0]
-
-    @field_validator("names")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        if "default" not in v:
-            raise ValueError("must include 'default' (the reference series)")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must be distinct, got {v}")
-        return v
-
-
-class ReversibilitySpec(_Strict):
-    """Round trips (spec §6): Leapfrog vs Euler, γ = 0, no cap, one fixed batch, error vs N."""
-
-    steps: list[int] = [1, 4, 16, 64]
-    dtypes: list[Literal["float32", "float64"]] = ["float32", "float64"]
-    dt: float | None = Field(None, gt=0.0, le=10.0)
-    stability_fraction: float | None = Field(0.15, gt=0.0, le=10.0)
-    batch_size: int | None = Field(None, ge=1, le=65536)
-
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: list[int]) -> list[int]:
-        if not v or any(not 1 <= n <= 100_000 for n in v):
-            raise ValueError(f"each N must be in 1..100000, got {v}")
-        return sorted(set(v))
-
-    @model_validator(mode="after")
-    def _one_dt(self) -> ReversibilitySpec:
-        if self.dt is not None:
-            object.__setattr__(self, "stability_fraction", None)
-        return self
-
-
-class CalibrationSpec(_Strict):
-    """Power iteration for the stability limit (used by ``stability_fractions``)."""
-
-    iterations: int = Field(30, ge=2, le=1000)
-    batch_size: int | None = Field(None, ge=1, le=65536)
-
-
-class ExperimentSpec(_Strict):
+class ExperimentSpec(Checked):
     """A whole sweep: ``optimizers × step sizes × seeds`` (+ ablation runs), reversibility."""
 
     name: str = Field("sweep", min_length=1, max_length=80)
     dataset: DatasetSpec
     model: ModelSpec
-    batch_size: int = Field(ge=1, le=65536)
-    steps: int = Field(ge=5, le=10_000_000)
-    optimizers: list[OptimizerSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1, max_length=1000)
+    batch_size: Int = Field(ge=1, le=65536)
+    steps: Int = Field(ge=5, le=10_000_000)
+    optimizers: list[OptimizerSpec] = Field(min_length=1, max_length=256)
+    seeds: list[Int] = Field(min_length=1, max_length=1000)
     ablations: AblationSpec | None = None
     reversibility: ReversibilitySpec | None = None
     calibration: CalibrationSpec = CalibrationSpec()
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
-    threads: int | None = Field(None, ge=1, le=1024)
-    workers: int = Field(1, ge=1, le=64)
-    tail_fraction: float = Field(0.2, gt=0.0, le=1.0)
-    bootstrap: int = Field(1000, ge=0, le=100_000)
+    threads: Int | None = Field(None, ge=1, le=1024)
+    workers: Int = Field(1, ge=1, le=64)
+    tail_fraction: Number = Field(0.2, gt=0.0, le=1.0)
+    bootstrap: Int = Field(1000, ge=0, le=100_000)
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if not v.isprintable():
+            raise ValueError(f"must be one line of printable text (no tabs or control characters), got {v!r}")
+        return v
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        if any(s < 0 or s > 2**31 - 1 for s in v):
-            raise ValueError(f"each seed must be in 0..2147483647, got {v}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"seeds must be distinct, got {v}")
-        return v
+        return check_seeds(v)
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
+        if not re.fullmatch(r"cpu|cuda(:\d{1,3})?|mps", v):
             raise ValueError(f"must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _builders_accept(self) -> ExperimentSpec:
+        """The data set's and the model builder's own checks, on this spec's options."""
+        from ..data import DatasetOptionError, check_dataset_options
+        from ..models import ModelOptionError, check_model_options
+
+        d, m = self.dataset, self.model
+        try:
+            facts = check_dataset_options(
+                d.name, root=d.root, download=d.download, train_size=d.train_size,
+                test_size=d.test_size,
+            )
+        except DatasetOptionError as exc:
+            raise ValueError(f"dataset.{exc.option}: {exc}") from None
+        try:
+            check_model_options(
+                m.name, num_classes=facts.num_classes, input_shape=facts.input_shape,
+                width=m.width, depth=m.depth, channels_last=m.channels_last,
+            )
+        except ModelOptionError as exc:
+            option = "name" if exc.option == "input_shape" else exc.option
+            context = "" if "input_shape" in str(exc) else f" (dataset {d.name!r}, input {facts.input_shape})"
+            raise ValueError(f"model.{option}: {exc}{context}") from None
+        rows = d.train_size or facts.max_train_size
+        for field, size in (
+            ("batch_size", self.batch_size),
+            ("reversibility.batch_size", self.reversibility and self.reversibility.batch_size),
+            ("calibration.batch_size", self.calibration.batch_size),
+        ):
+            if size is not None and size > rows:
+                raise ValueError(
+                    f"{field}: must be in 1..{rows} (the training rows of {d.name!r}"
+                    f"{' kept by train_size' if d.train_size else ''}), got {size}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _cross(self) -> ExperimentSpec:
@@ -297,73 +285,7 @@ class ExperimentSpec(_Strict):
                 raise ValueError(
                     f"ablations.step_index must be in {-n}..{n - 1}, got {a.step_index}"
                 )
-            if any(s < 0 for s in a.seeds) or not a.seeds:
-                raise ValueError(
-                    f"ablations.seeds must be non-negative and non-empty, got {a.seeds}"
-                )
         return self
-
-
-# ---------------------------------------------------------------------- loading
-def _loc(loc: tuple[Any, ...], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out and not out.endswith(".") else "") + str(part)
-    return out or "(spec)"
-
-
-def _describe(exc: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # drop pydantic's union/literal branch tags such as 'list[float]'
-        loc = tuple(
-            p
-            for p in loc
-            if not (isinstance(p, str) and ("[" in p or p in ("float", "int", "str")))
-        )
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not allowed here)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        where = _loc(loc, prefix)
-        # a model-level error under a prefix ("hyper.") whose message starts with the key
-        lines.append(f"{where}{msg}" if where.endswith(".") else f"{where}: {msg}")
-    return "; ".join(dict.fromkeys(lines))
-
-
-def parse_spec(data: Any, *, source: str = "spec") -> ExperimentSpec:
-    """Validate a mapping (e.g. parsed YAML) into an :class:`ExperimentSpec`."""
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{source}: the spec must be a mapping of keys to values, got {type(data).__name__}"
-        )
-    try:
-        return ExperimentSpec(**data)
-    except ValidationError as exc:
-        raise SpecError(f"{source}: invalid spec: {_describe(exc)}") from None
-    except TypeError as exc:
-        raise SpecError(f"{source}: invalid spec: {exc}") from None
-
-
-def load_spec(path: str | Path) -> ExperimentSpec:
-    """Read and validate a YAML spec file."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"spec file {str(p)!r} does not exist or is not a file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML: {exc}") from None
-    return parse_spec(data, source=str(p))
 
 
 def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:

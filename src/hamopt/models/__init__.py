@@ -6,10 +6,12 @@ deterministically from ``seed``; :data:`MODEL_NAMES` lists the registered names.
 
 from __future__ import annotations
 
+from ._checks import ModelOptionError
 from .builder import (
     CHANNELS_LAST_ON_CPU,
     MODEL_BUILDERS,
     build_model,
+    check_model_options,
     model_names,
     register_model,
 )
@@ -31,7 +33,9 @@ __all__ = [
     "BasicBlock",
     "CifarResNet",
     "SmallCNN",
+    "ModelOptionError",
     "build_model",
+    "check_model_options",
     "model_names",
     "register_model",
 ]

@@ -41,8 +41,9 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
-from ._checks import check_int
+from ._checks import ModelOptionError, check_int
 from .cnn import small_cnn
 from .mlp import mlp
 from .resnet import resnet18, resnet20
@@ -105,8 +106,8 @@ def build_model(
     True/False force the memory format; None uses the measured per-model choice.
     """
     if name not in MODEL_BUILDERS:
-        raise ValueError(
-            f"name must be one of {', '.join(map(repr, MODEL_BUILDERS))}; got {name!r}"
+        raise ModelOptionError(
+            "name", f"name must be one of {', '.join(map(repr, MODEL_BUILDERS))}; got {name!r}"
         )
     check_int("num_classes", num_classes, 2, 1_000_000, model=name)
     if (
@@ -120,7 +121,8 @@ def build_model(
         )
     check_int("seed", seed, 0, 2**63 - 1, model=name)
     if channels_last is not None and not isinstance(channels_last, bool):
-        raise ValueError(
+        raise ModelOptionError(
+            "channels_last",
             f"{name}: channels_last must be True, False or None, got {channels_last!r}"
         )
     builder = MODEL_BUILDERS[name]
@@ -137,10 +139,56 @@ def build_model(
     use_nhwc = CHANNELS_LAST_ON_CPU.get(name, False) if channels_last is None else channels_last
     if use_nhwc and not has_conv:
         if channels_last:
-            raise ValueError(f"{name}: channels_last=True applies only to convolutional models")
+            raise ModelOptionError(
+                "channels_last", f"{name}: channels_last=True applies only to convolutional models"
+            )
         use_nhwc = False
     if use_nhwc:
         model = model.to(memory_format=torch.channels_last)
         model.register_forward_pre_hook(_inputs_channels_last)
     model.channels_last = use_nhwc
     return model
+
+
+class _SkipMetaFills(TorchFunctionMode):
+    """Return a ``meta`` tensor unchanged from the in-place fills that initialisers call."""
+
+    FILLS = frozenset(
+        {"normal_", "uniform_", "fill_", "zero_", "erfinv_", "exponential_", "bernoulli_", "random_"}
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        target = args[0] if args else None
+        if getattr(func, "__name__", "") in self.FILLS and isinstance(target, Tensor) and target.is_meta:
+            return target
+        return func(*args, **(kwargs or {}))
+
+
+def check_model_options(
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    width: int | None = None,
+    depth: int | None = None,
+    channels_last: bool | None = None,
+    activation: str | None = None,
+) -> None:
+    """Raise :class:`ModelOptionError` (its ``option`` names the argument) exactly when
+    :func:`build_model` would refuse these options; allocate nothing.
+
+    It runs :func:`build_model` itself with every tensor on PyTorch's ``meta`` device (shapes
+    without storage) and the initialisers' random fills skipped (on ``meta`` they would fill
+    nothing, and the first one imports torch's compiler), so the rules checked are the builders'
+    own, not a copy of them.
+    """
+    with torch.device("meta"), _SkipMetaFills():
+        build_model(
+            name,
+            num_classes=num_classes,
+            input_shape=input_shape,
+            width=width,
+            depth=depth,
+            channels_last=channels_last,
+            activation=activation,
+        )

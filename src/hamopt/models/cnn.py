@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_image_shape, check_in, check_int
+from ._checks import ModelOptionError, check_image_shape, check_in, check_int
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+MAX_DEPTH = 6
 
 
 class SmallCNN(nn.Module):
@@ -54,9 +55,19 @@ def small_cnn(
     depth: int | None = None,
     activation: str | None = None,
 ) -> SmallCNN:
-    """Small CNN; ``width`` first-block channels (default 32), ``depth`` conv blocks (default 2)."""
-    d = check_int("depth", 2 if depth is None else depth, 1, 6, model="small_cnn")
-    shape = check_image_shape(input_shape, model="small_cnn", min_side=2**d)
+    """Small CNN; ``width`` first-block channels (default 32), ``depth`` conv blocks (default 2,
+    at most 6 and at most ``log2`` of the smaller image side: 3 on 8×8 digits, 5 on 32×32)."""
+    shape = check_image_shape(input_shape, model="small_cnn", min_side=2)
+    # each block halves the image, so the smaller side bounds the depth: 2^depth <= side
+    max_depth = min(MAX_DEPTH, min(shape[1:]).bit_length() - 1)
+    d = 2 if depth is None else depth
+    if isinstance(d, int) and not isinstance(d, bool) and max_depth < d <= MAX_DEPTH:
+        raise ModelOptionError(
+            "depth",
+            f"small_cnn: depth must be an integer in [1, {max_depth}] on input_shape "
+            f"{shape} (each block halves the image: 2^depth <= {min(shape[1:])}), got {d}",
+        )
+    d = check_int("depth", d, 1, MAX_DEPTH, model="small_cnn")
     w = check_int("width", 32 if width is None else width, 1, 1024, model="small_cnn")
     act = check_in("activation", activation or "relu", tuple(ACTIVATIONS), model="small_cnn")
     return SmallCNN(input_shape=shape, num_classes=num_classes, width=w, depth=d, activation=act)

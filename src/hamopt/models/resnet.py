@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_image_shape, check_in, check_int
+from ._checks import ModelOptionError, check_image_shape, check_in, check_int
 
 
 class PointwiseProjection(nn.Conv2d):
@@ -154,7 +154,8 @@ def resnet20(
     w = check_int("width", 16 if width is None else width, 1, 512, model="resnet20")
     d = check_int("depth", 20 if depth is None else depth, 8, 1202, model="resnet20")
     if (d - 2) % 6:
-        raise ValueError(
+        raise ModelOptionError(
+            "depth",
             f"resnet20: depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), got {d}"
         )
     check_in("activation", activation or "relu", ("relu",), model="resnet20")
