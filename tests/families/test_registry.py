@@ -92,3 +92,6 @@ def test_reregistering_a_name_replaces_it(restore_registry):
     assert families.get("custom").optimizer_class is torch.optim.Adagrad
     with pytest.raises(UnregisteredOptimizerError):
         families.for_optimizer(torch.optim.RMSprop)
+    rmsprop = torch.optim.RMSprop([torch.zeros(2, requires_grad=True)])
+    with pytest.raises(UnregisteredOptimizerError):
+        convention_for(rmsprop)  # its convention left with its family

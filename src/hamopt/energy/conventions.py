@@ -52,8 +52,10 @@ __all__ = [
     "kinetic",
     "register",
     "registered",
+    "registered_convention",
     "sgd_momentum_coefficient",
     "step_size",
+    "unregister",
 ]
 
 
@@ -90,6 +92,17 @@ def register(cls: type, convention: EnergyConvention) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"register: cls must be a torch.optim.Optimizer subclass, got {cls!r}")
     _REGISTRY[cls] = convention
+
+
+def registered_convention(cls: type) -> EnergyConvention | None:
+    """The convention registered for exactly ``cls`` (no base-class lookup), or None."""
+    return _REGISTRY.get(cls)
+
+
+def unregister(cls: type) -> None:
+    """Remove the convention registered for exactly ``cls`` (the families do this when a family
+    name moves to another optimiser class)."""
+    _REGISTRY.pop(cls, None)
 
 
 def registered() -> dict[type, EnergyConvention]:

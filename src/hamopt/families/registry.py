@@ -56,6 +56,8 @@ def register(family: Family) -> Family:
     old = _FAMILIES.get(family.name)
     if old is not None and _BY_CLASS.get(old.optimizer_class) is old:
         del _BY_CLASS[old.optimizer_class]
+        if C.registered_convention(old.optimizer_class) is old.energy:
+            C.unregister(old.optimizer_class)
     _FAMILIES[family.name] = family
     _BY_CLASS[family.optimizer_class] = family
     C.register(family.optimizer_class, family.energy)
