@@ -1,0 +1,31 @@
+"""What a run manifest records about the software it ran on."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import torch
+
+__all__ = ["versions"]
+
+
+def versions() -> dict[str, str]:
+    """Python, torch, platform, the lab's libraries and hamopt, as version strings."""
+    out = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+    for mod in ("numpy", "pyarrow", "duckdb", "pydantic", "scipy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    try:
+        from importlib.metadata import version
+
+        out["hamopt"] = version("hamopt")
+    except Exception:  # pragma: no cover
+        out["hamopt"] = "unknown"
+    return out
