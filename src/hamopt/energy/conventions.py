@@ -20,7 +20,9 @@ For the displacement form the displacement of the latest step is recovered from 
 still in ``.grad`` (``θ_{t+1} − θ_t = −lr (g + λ θ_t)``), so read it after ``step`` and before
 ``zero_grad``; :class:`~hamopt.energy.EnergyTracker` measures it directly instead.
 
-Register a new optimiser with :func:`register`.
+The conventions are registered by the optimiser families (:mod:`hamopt.families`); register a
+new optimiser with :func:`hamopt.families.register_optimizer` (or only its convention with
+:func:`register`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class EnergyConvention:
     """How to read an optimiser as a Hamiltonian system.
 
     Attributes:
-        name: short label (``"leapfrog"``, ``"sgd-momentum"``, ...).
+        name: short label (``leapfrog``, ``sgd``, ...).
         kinetic: ``optimizer -> float``, the kinetic energy K of the current state.
         step_size: ``optimizer -> float``, the drift plot's step-size axis (dt or lr) of group 0.
         time_step: ``optimizer -> float``, the Hamiltonian time step h (dt, or √lr).
@@ -79,11 +81,13 @@ def register(cls: type, convention: EnergyConvention) -> None:
 
 def registered() -> dict[type, EnergyConvention]:
     """A copy of the registry."""
+    _load_families()
     return dict(_REGISTRY)
 
 
 def convention_for(optimizer: Optimizer) -> EnergyConvention:
     """The convention of ``optimizer``'s class (or its nearest registered base class)."""
+    _load_families()
     for cls in type(optimizer).__mro__:
         conv = _REGISTRY.get(cls)
         if conv is not None:
@@ -91,7 +95,8 @@ def convention_for(optimizer: Optimizer) -> EnergyConvention:
     names = ", ".join(sorted(c.__name__ for c in _REGISTRY))
     raise UnregisteredOptimizerError(
         f"no energy convention is registered for {type(optimizer).__name__} (registered: {names}). "
-        "Register one with hamopt.energy.register(MyOptimizer, hamopt.energy.EnergyConvention("
+        "Register the optimiser in one call with hamopt.families.register_optimizer(MyOptimizer, "
+        "name=...), or only its convention with hamopt.energy.register(MyOptimizer, hamopt.energy.EnergyConvention("
         "name=..., kinetic=lambda opt: ..., step_size=lambda opt: ..., time_step=lambda opt: ..., "
         "displacement_form=False, description=...))"
     )
@@ -126,10 +131,6 @@ def _sum64(terms: list[torch.Tensor]) -> float:
         return 0.0
     device = terms[0].device
     return float(torch.stack([t.to(device=device, dtype=torch.float64) for t in terms]).sum().item())
-
-
-def _hamiltonian_kinetic(opt: Optimizer) -> float:
-    return opt.kinetic_energy()  # type: ignore[attr-defined]
 
 
 def _sgd_kinetic(opt: Optimizer) -> float:
@@ -174,7 +175,9 @@ def _adam_kinetic(opt: Optimizer) -> float:
 
 
 def _sgd_label(opt: Optimizer) -> str:
-    return "sgd-momentum" if opt.param_groups[0].get("momentum", 0.0) else "sgd"
+    from ..families import for_optimizer
+
+    return for_optimizer(opt).label(opt)
 
 
 def _sgd_displacement(opt: Optimizer) -> bool:
@@ -208,45 +211,13 @@ def is_displacement_form(optimizer: Optimizer) -> bool:
 
 
 def label(optimizer: Optimizer) -> str:
-    """A short name for the optimiser under its convention (``"sgd-momentum"``, ``"adamw"``...)."""
+    """A short name for the optimiser under its convention (``sgd-momentum``, ``adamw``...)."""
     conv = convention_for(optimizer)
     if conv.label is not None:
         return conv.label(optimizer)
     return conv.name
 
 
-def _register_builtins() -> None:
-    from ..optim import Euler, Leapfrog
-
-    for cls, name in ((Leapfrog, "leapfrog"), (Euler, "euler")):
-        register(
-            cls,
-            EnergyConvention(
-                name=name,
-                kinetic=_hamiltonian_kinetic,
-                step_size=_first_lr,
-                time_step=_first_lr,
-                displacement_form=False,
-                description="K = ½ Σ m_i ‖p_i‖², h = dt",
-            ),
-        )
-    from ..optim import BBI, ECDq1, ECDSep
-
-    for cls, name in ((ECDSep, "ecdsep"), (BBI, "bbi"), (ECDq1, "ecdq1")):
-        register(
-            cls,
-            EnergyConvention(
-                name=name,
-                kinetic=_hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
-                step_size=_first_lr,
-                time_step=_first_lr,
-                displacement_form=True,
-                description="K = ½‖θ_{t+1} − θ_t‖²/lr (displacement form), h = lr",
-            ),
-        )
-    register(torch.optim.SGD, SGD_CONVENTION)
-    register(torch.optim.Adam, ADAM_CONVENTION)
-    register(torch.optim.AdamW, EnergyConvention(**{**ADAM_CONVENTION.__dict__, "name": "adamw"}))
-
-
-_register_builtins()
+def _load_families() -> None:
+    """The optimiser families (:mod:`hamopt.families`) register their conventions on import."""
+    from .. import families  # noqa: F401

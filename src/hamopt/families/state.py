@@ -1,0 +1,77 @@
+r"""Reads of optimiser state: the only place in hamopt that looks inside an optimiser's state.
+
+Optimiser-wide scalars (the ECD step and bounce counters and seed, the Hamiltonian optimisers'
+``H0`` and cap count) are read from the public accessor ``optimizer.global_state`` when the
+optimiser has one (a mapping, or a method returning one), else from the state entry the
+optimiser keeps them under (``state["ecd"]``, ``state["hamopt"]``).
+
+Momentum readers give ``param -> P`` for the Noether monitor, in the units of the family's energy
+convention (``K = ½ Σ m_i ‖P_i‖²`` with unit mass for the baselines):
+
+* Leapfrog/Euler: the stored momentum ``state[p]["momentum"]``;
+* SGD with momentum: ``P = −√lr · b`` (the velocity ``−lr·b`` over ``h = √lr``), with the lr of
+  now (a scheduler changes it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = [
+    "global_scalars",
+    "group_step_size",
+    "hamiltonian_momentum",
+    "sgd_momentum",
+]
+
+MomentumOf = Callable[[Tensor], Tensor]
+
+
+def global_scalars(optimizer: Optimizer, legacy_key: str) -> Mapping[str, Any] | None:
+    """The optimiser-wide scalars: ``optimizer.global_state`` if public, else ``state[legacy_key]``."""
+    public = getattr(optimizer, "global_state", None)
+    if callable(public):
+        public = public()
+    if isinstance(public, Mapping):
+        return public
+    stored = optimizer.state.get(legacy_key)  # type: ignore[call-overload]
+    return stored if isinstance(stored, Mapping) else None
+
+
+def group_step_size(group: Mapping[str, Any], key: str = "lr") -> float:
+    """A param group's step size as a float (torch allows a tensor lr)."""
+    value = group[key]
+    return float(value.item() if isinstance(value, Tensor) else value)
+
+
+def hamiltonian_momentum(optimizer: Optimizer) -> MomentumOf:
+    """Leapfrog/Euler: the stored momentum of each parameter (zero before the first step)."""
+
+    def read(p: Tensor) -> Tensor:
+        st = optimizer.state.get(p)
+        if st and "momentum" in st:
+            return st["momentum"]
+        return torch.zeros_like(p)
+
+    return read
+
+
+def sgd_momentum(optimizer: Optimizer) -> MomentumOf | None:
+    """SGD with momentum: ``P = −√lr · b`` per parameter; None when a group has no momentum."""
+    if not all(g.get("momentum", 0.0) for g in optimizer.param_groups):
+        return None
+    group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
+
+    def read(p: Tensor) -> Tensor:
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        if buf is None:
+            return torch.zeros_like(p)
+        return buf * -math.sqrt(group_step_size(group_of[p]))
+
+    return read
