@@ -31,7 +31,6 @@ __all__ = [
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZER_STREAM = 4  # derive_seed word of an optimiser's own generator (data streams use 0-2)
-HAMILTONIAN_TYPES = ("leapfrog", "euler")
 DEFAULT_MASS = {"mass": "fan_in", "mass_clip": (0.125, 8.0)}
 
 
@@ -97,7 +96,9 @@ def optimizer_seed(run_seed: int) -> int:
 
 def hamiltonian_hyper(spec: ExperimentSpec) -> dict[str, Any]:
     """The mass settings of the spec's first Hamiltonian optimiser (the default mass without one)."""
-    ham = [o for o in spec.optimizers if o.type in HAMILTONIAN_TYPES]
+    from .. import families
+
+    ham = [o for o in spec.optimizers if families.get(o.type).integrator]
     return ham[0].hyper if ham else DEFAULT_MASS
 
 
@@ -154,7 +155,11 @@ def calibrate(spec: ExperimentSpec, dataset: Any) -> dict[str, Any]:
 def resolve_step_sizes(
     spec: ExperimentSpec, calibration: dict[str, Any] | None
 ) -> dict[str, list[float]]:
-    """Literal step sizes per ``name/band`` (fractions turned into step sizes via the calibration)."""
+    """Literal step sizes per ``name/band``: a stability fraction ``f`` becomes its family's
+    ``f^power · limit(λ_max, hyper)`` (:class:`hamopt.families.StabilityRule`), rounded to four
+    significant digits."""
+    from .. import families
+
     out: dict[str, list[float]] = {}
     for o in spec.optimizers:
         key = f"{o.name}/{o.band}"
@@ -162,11 +167,11 @@ def resolve_step_sizes(
             out[key] = list(o.step_sizes)
             continue
         assert calibration is not None
-        if o.type in HAMILTONIAN_TYPES:
-            out[key] = [float(f"{f * calibration['dt_limit']:.4g}") for f in o.stability_fractions]
-        else:
-            lr_c = 2.0 * (1.0 + o.hyper["momentum"]) / calibration["lambda_hessian"]
-            out[key] = [float(f"{f * f * lr_c:.4g}") for f in o.stability_fractions]
+        rule = families.get(o.type).stability
+        if rule is None:
+            raise SpecError(f"optimizers: type {o.type!r} has no stability rule; give step_sizes")
+        lam = calibration[rule.eigenvalue]
+        out[key] = [float(f"{rule.step_size(f, lam, o.hyper):.4g}") for f in o.stability_fractions]
     return out
 
 

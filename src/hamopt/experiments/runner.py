@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .. import families
 from .drift_run import DriftRun, records_to_rows
 from .drift_setup import (
     RunConfig,
@@ -34,7 +35,6 @@ from .drift_setup import (
     resolve_step_sizes,
 )
 from .engine import RunOutcome, Study, StudyRun, SweepSummary, execute, run_study
-from .optimizers import make_optimizer, optimizer_manifest
 from .reversibility import run_reversibility
 from .spec import ExperimentSpec, spec_hash, spec_to_yaml
 from .store import RunStore, steps_schema, write_csv
@@ -117,11 +117,11 @@ class DriftStudy(Study):
         return plan_runs(self.spec, steps)
 
     def build_optimizer(self, cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
-        """The run's optimiser (fused baselines where torch has them; ECD seeded by
-        :func:`optimizer_seed`)."""
-        return make_optimizer(cfg.type, params, cfg.step_size, cfg.hyper,
-                              seed=optimizer_seed(cfg.seed), mode=cfg.mode,
-                              fused=self.spec.device.startswith(("cpu", "cuda")))
+        """The run's optimiser, built by its family (:mod:`hamopt.families`); a seeded family's
+        generator gets :func:`optimizer_seed` of the run's seed."""
+        family = families.get(cfg.type)
+        return family.build(params, cfg.step_size, cfg.hyper, seed=optimizer_seed(cfg.seed),
+                            mode=cfg.mode if family.modes else None, device=self.spec.device)
 
     def start(self, cfg: RunConfig) -> DriftRun:
         return DriftRun(self, cfg)
@@ -149,8 +149,7 @@ class DriftStudy(Study):
             "cap_engagements": int(sum(cap_flags)),
             "delta_h_int_source": _DELTA_H_INT_SOURCE[cfg.mode],
         }
-        opt = getattr(run, "optimizer", None)
-        manifest.update(optimizer_manifest(opt, optimizer_seed(cfg.seed)))
+        manifest.update(families.get(cfg.type).manifest(getattr(run, "optimizer", None)))
         return manifest
 
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:

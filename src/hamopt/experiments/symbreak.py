@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
+from .. import families
 from .engine import Study, StudyRun, execute, run_study
-from .optimizers import make_optimizer
 from .spec import SpecError
 from .symbreak_data import check_data_dir, load_study_data, validation_loss
 from .symbreak_report import analyse, format_table
@@ -46,21 +46,21 @@ from .symbreak_report import analyse, format_table
 __all__ = [
     "COLUMNS",
     "PRESETS",
+    "PRESET_NAMES",
     "RunConfig",
     "SymbreakPreset",
     "SymbreakStudy",
     "analyse",
     "execute_run",
     "format_table",
+    "load_preset",
     "plan_runs",
+    "preset_text",
     "preset_yaml",
     "resolve_preset",
     "run_preset",
 ]
 
-# optimiser name of the study → spec type of the lab's optimiser factory (preset data)
-OPTIMIZER_TYPES = {"adamw": "adamw", "sgd-momentum": "sgd", "ecdq1": "ecdq1", "leapfrog": "leapfrog"}
-OPTIMIZERS = tuple(OPTIMIZER_TYPES)
 COLUMNS = (
     "step", "loss", "loss_after", "kinetic", "hamiltonian", "delta_h_int", "grad_norm",
     "cap_engaged", "val_loss", "j_qk_norm", "j_vo_norm", "j_qk_rel", "j_vo_rel", "rescale_norm",
@@ -71,7 +71,8 @@ BIAS_STREAM = 3
 
 @dataclass(frozen=True)
 class SymbreakPreset:
-    """A study grid. ``hyper`` maps optimiser name → keyword arguments of its constructor."""
+    """A study grid. ``hyper`` maps optimiser name → keyword arguments of its constructor
+    (``lr`` is the step size, ``mode`` the family's mode); ``types`` maps it → its family."""
 
     name: str
     model: str
@@ -82,7 +83,8 @@ class SymbreakPreset:
     eval_every: int
     val_windows: int
     hyper: dict[str, dict[str, Any]]
-    optimizers: tuple[str, ...] = OPTIMIZERS
+    types: dict[str, str]
+    optimizers: tuple[str, ...]
     variants: tuple[str, ...] = ("symmetric", "bq+bv")
     seeds: tuple[int, ...] = (0, 1, 2)
     data: str = "stdlib"
@@ -91,28 +93,34 @@ class SymbreakPreset:
     workers: int = 1
 
 
-PRESETS: dict[str, SymbreakPreset] = {
-    "symbreak-tiny": SymbreakPreset(
-        name="symbreak-tiny", model="tiny", model_overrides={}, steps=120, batch_size=8,
-        context=64, eval_every=20, val_windows=32, threads=1,
-        hyper={
-            "adamw": dict(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0),
-            "sgd-momentum": dict(lr=0.03, momentum=0.9),
-            "ecdq1": dict(lr=1.0, eta=100.0, F0=0.0, nu=0.1),
-            "leapfrog": dict(lr=0.7, gamma=0.3, mode="streaming"),
-        },
-    ),
-    "symbreak-124m": SymbreakPreset(
-        name="symbreak-124m", model="124m", model_overrides={}, steps=2000, batch_size=16,
-        context=512, eval_every=100, val_windows=256, data="shards", device="cuda",
-        hyper={
-            "adamw": dict(lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1),
-            "sgd-momentum": dict(lr=0.1, momentum=0.9),
-            "ecdq1": dict(lr=1.0, eta=100.0, F0=2.0, nu=0.1),
-            "leapfrog": dict(lr=1.0, gamma=0.1, mode="streaming"),
-        },
-    ),
-}
+PRESET_NAMES = ("symbreak-tiny", "symbreak-124m")
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of symbreak preset ``name`` (stored next to this module)."""
+    from importlib import resources
+
+    if name not in PRESET_NAMES:
+        raise SpecError(f"preset must be one of {', '.join(map(repr, PRESET_NAMES))}; got {name!r}")
+    return resources.files("hamopt.experiments").joinpath("presets", f"{name}.yaml").read_text(
+        encoding="utf-8")
+
+
+def load_preset(name: str) -> SymbreakPreset:
+    """Symbreak preset ``name`` from its YAML."""
+    import yaml
+
+    data = yaml.safe_load(preset_text(name))
+    entries = data.pop("optimizers")
+    return SymbreakPreset(
+        **{k: tuple(v) if k in ("variants", "seeds") else v for k, v in data.items()},
+        hyper={n: dict(e.get("hyper", {})) for n, e in entries.items()},
+        types={n: e["type"] for n, e in entries.items()},
+        optimizers=tuple(entries),
+    )
+
+
+PRESETS: dict[str, SymbreakPreset] = {name: load_preset(name) for name in PRESET_NAMES}
 
 
 @dataclass(frozen=True)
@@ -131,8 +139,8 @@ def plan_runs(preset: SymbreakPreset) -> list[RunConfig]:
     """The grid in a fixed order: optimiser, variant, seed."""
     runs = []
     for opt in preset.optimizers:
-        if opt not in OPTIMIZER_TYPES or opt not in preset.hyper:
-            raise SpecError(f"optimizers: unknown optimiser {opt!r}; known: {', '.join(OPTIMIZERS)}")
+        if opt not in preset.types or opt not in preset.hyper:
+            raise SpecError(f"optimizers: unknown optimiser {opt!r}; known: {', '.join(preset.types)}")
         for variant in preset.variants:
             for seed in preset.seeds:
                 rid = f"{opt}__{variant.replace('+', '-')}__s{seed}"
@@ -145,12 +153,11 @@ def preset_dict(preset: SymbreakPreset) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(preset)))
 
 
-def preset_yaml(preset: SymbreakPreset | str) -> str:
-    """The preset's YAML (``hamopt reproduce --preset symbreak-* --print-spec``)."""
+def preset_yaml(preset: SymbreakPreset) -> str:
+    """The (resolved) preset as YAML."""
     import yaml
 
-    p = PRESETS[preset] if isinstance(preset, str) else preset
-    return yaml.safe_dump(preset_dict(p), sort_keys=False)
+    return yaml.safe_dump(preset_dict(preset), sort_keys=False)
 
 
 class SymbreakStudy(Study):
@@ -187,10 +194,14 @@ class SymbreakStudy(Study):
         return plan_runs(self.preset)
 
     def build_optimizer(self, cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
-        """The run's optimiser; ECDq1 gets the run's seed for its bounces."""
+        """The run's optimiser, built by its family (:mod:`hamopt.families`) from the preset's
+        keywords (``lr`` is the step size, ``mode`` the family's mode); a seeded family gets the
+        run's seed."""
         hyper = dict(cfg.hyper)
         lr = hyper.pop("lr")
-        return make_optimizer(OPTIMIZER_TYPES[cfg.optimizer], list(params), lr, hyper, seed=cfg.seed)
+        mode = hyper.pop("mode", None)
+        return families.get(self.preset.types[cfg.optimizer]).build(
+            list(params), lr, hyper, seed=cfg.seed, mode=mode, device=self.preset.device)
 
     def start(self, cfg: RunConfig) -> SymbreakRun:
         return SymbreakRun(self, cfg)
@@ -217,6 +228,7 @@ class SymbreakStudy(Study):
             "final_val_loss": getattr(run, "final_val", None),
             "loss_unit": "nats per token",
             "noether_source": getattr(run, "source", None),
+            **families.get(self.preset.types[cfg.optimizer]).manifest(getattr(run, "optimizer", None)),
         }
 
 
@@ -292,10 +304,8 @@ def resolve_preset(
     """Preset ``name`` with the given overrides, checked (:class:`SpecError` names the field)."""
     if isinstance(name, SymbreakPreset):
         preset = name
-    elif name in PRESETS:
-        preset = PRESETS[name]
     else:
-        raise SpecError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {name!r}")
+        preset = load_preset(name)
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise SpecError(f"steps must be an integer >= 1; got {steps!r}")
