@@ -268,8 +268,17 @@ def run_study(
     store.check(spec_hash)  # refuse a bad --out before loading anything
     study.load()  # missing data fails here, before anything is written
     store.prepare(spec_hash, spec_yaml)
+    threads_before = torch.get_num_threads()
     if study.threads is not None:
         torch.set_num_threads(study.threads)
+    try:
+        return _sweep(study, store, say, progress, t_start)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: bool,
+           t_start: float) -> SweepSummary:
     plan = study.plan(store, say)
     store.write_plan([c.run_id for c in plan])
     todo = [c for c in plan if not store.is_done(c.run_id)]
