@@ -12,9 +12,11 @@ way for every study:
 * **spec-hash guard** — a directory holding another spec's results is refused before anything
   is loaded or written (:meth:`~hamopt.experiments.store.RunStore.check`);
 * **divergence** — a run is ``diverged`` at step ``t`` when its loss or gradient goes non-finite
-  (:class:`hamopt.NonFiniteError`; the rows before ``t`` are kept) or when its training loss
-  explodes, ``L_t > divergence_factor · |L_0|`` (default :data:`DIVERGENCE_FACTOR` = 10³; the
-  rows up to and including ``t`` are kept and the run stops there). Any other exception makes
+  (the optimiser or tracker raises :class:`hamopt.NonFiniteError` before recording step ``t``:
+  the rows before ``t`` are kept) or when the loss the study reports for step ``t`` is
+  non-finite or explodes, ``L_t > divergence_factor · |L_0|`` (default
+  :data:`DIVERGENCE_FACTOR` = 10³; the rows up to and including ``t`` are kept and the run stops
+  there). Any other exception makes
   the run ``failed`` with the error text; the sweep goes on with the next run;
 * **commit** — rows then manifest, atomically, through :class:`~hamopt.experiments.store.RunStore`;
 * **workers and threads** — ``study.workers`` spawned processes (each loads the shared data once,
@@ -157,9 +159,10 @@ def execute(
             loss = float(run.step(t))
             if on_step is not None:
                 on_step(1)
-            if not math.isfinite(loss):
-                raise NonFiniteError("loss", t, loss)
             initial = loss if initial is None else initial
+            if not math.isfinite(loss):
+                status, diverged_at, reason = "diverged", t, f"non-finite loss {loss!r}"
+                break
             if _exploded(loss, initial, study.divergence_factor):
                 status, diverged_at = "diverged", t
                 reason = (f"loss {loss:.4g} > {study.divergence_factor:g} x initial loss "
@@ -190,9 +193,8 @@ def execute(
         "status": status,
         "status_text": text,
         "diverged_at_step": diverged_at,
-        "divergence": None if reason is None else {
-            "reason": reason, "factor": study.divergence_factor,
-        },
+        "divergence_factor": study.divergence_factor,
+        "divergence_reason": reason,
         "error": error,
         "wall_time_s": wall,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -341,10 +341,15 @@ class RunStore:
     def is_done(self, run_id: str) -> bool:
         """True when the run has a final manifest (completed/diverged) and readable steps.
 
-        A damaged ``steps.parquet`` is moved aside to ``steps.parquet.corrupt`` (kept, never
+        A damaged manifest is moved aside to ``manifest.json.corrupt``; a damaged
+        ``steps.parquet`` is moved aside to ``steps.parquet.corrupt`` (kept, never
         deleted) and the run counts as not done, so the sweep redoes it alone.
         """
-        man = self.manifest(run_id)
+        man, damaged = self._read_manifest(run_id)
+        if damaged is not None:  # kept aside for inspection; the run is redone
+            d = self.run_dir(run_id)
+            os.replace(d / MANIFEST_NAME, d / f"{MANIFEST_NAME}.corrupt")
+            return False
         if man is None or man.get("status") not in FINAL_STATUSES:
             return False
         try:
