@@ -184,3 +184,20 @@ def test_an_exploding_loss_is_a_diverged_run(tmp_path):
     man = json.loads((tmp_path / "runs" / run_id / "manifest.json").read_text())
     assert man["status"] == "diverged" and man["final_val_loss"] is None
     assert summary.table[0]["n"] == 0  # kept out of the table's means
+
+
+def test_the_study_travels_to_a_worker_process_intact():
+    """Worker processes get the study pickled (the drift study's parallel test runs real workers;
+    spawning GPT workers here would cost more than the check is worth)."""
+    import pickle
+
+    from hamopt.experiments.engine import execute
+    from hamopt.experiments.symbreak import SymbreakStudy
+
+    study = SymbreakStudy(_two_runs(optimizers=("adamw",), workers=2))
+    copy = pickle.loads(pickle.dumps(study))
+    assert copy.workers == 2 and copy.identity() == study.identity()
+    cfg = plan_runs(study.preset)[0]
+    (a, _), (b, _) = execute(study, cfg), execute(copy, cfg)
+    assert {k: v for k, v in a.items() if k != "wall_s"} == {
+        k: v for k, v in b.items() if k != "wall_s"}

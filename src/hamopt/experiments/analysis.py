@@ -26,6 +26,7 @@ A ``diverged`` run (loss or gradient non-finite, or training loss above
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -356,10 +357,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(fh))
     for row in rows:
         for k, v in row.items():
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 row[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-            except (ValueError, AttributeError):
-                pass
     return rows
 
 

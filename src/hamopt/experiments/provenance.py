@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 
@@ -18,10 +19,8 @@ def versions() -> dict[str, str]:
         "platform": platform.platform(),
     }
     for mod in ("numpy", "pyarrow", "duckdb", "pydantic", "scipy"):
-        try:
+        with contextlib.suppress(Exception):  # optional
             out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - optional
-            pass
     try:
         from importlib.metadata import version
 

@@ -29,6 +29,7 @@ missing (never run, or killed in flight) and damaged (manifest or steps unreadab
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -230,10 +231,8 @@ class RunStore:
     def clean_temporaries(self) -> None:
         """Remove temp files left by a write that was killed half-way (never a committed file)."""
         for tmp in self.root.rglob(".*.tmp"):
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            except OSError:
-                pass
 
     def read_hash(self) -> str | None:
         f = self.root / "spec.hash"

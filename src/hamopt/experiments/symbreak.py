@@ -302,10 +302,7 @@ def resolve_preset(
     workers: int | None = None,
 ) -> SymbreakPreset:
     """Preset ``name`` with the given overrides, checked (:class:`SpecError` names the field)."""
-    if isinstance(name, SymbreakPreset):
-        preset = name
-    else:
-        preset = load_preset(name)
+    preset = name if isinstance(name, SymbreakPreset) else load_preset(name)
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise SpecError(f"steps must be an integer >= 1; got {steps!r}")
