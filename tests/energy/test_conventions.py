@@ -16,13 +16,17 @@ def train(opt, loss_fn, steps=5):
         opt.step(closure_for(opt, loss_fn))
 
 
-def test_sgd_momentum_kinetic_matches_formula():
+@pytest.mark.parametrize("dampening", [0.0, 0.3])
+def test_sgd_momentum_kinetic_matches_formula(dampening):
     model, loss_fn = tanh_mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=dampening)
     train(opt, loss_fn)
-    expected = sum(0.5 * 0.05 * opt.state[p]["momentum_buffer"].pow(2).sum().item() for p in model.parameters())
+    expected = sum(
+        0.5 * 0.05 / (1 - dampening) * opt.state[p]["momentum_buffer"].pow(2).sum().item()
+        for p in model.parameters()
+    )
     assert kinetic(opt) == pytest.approx(expected, rel=1e-12)
-    assert convention_for(opt).time_step(opt) == pytest.approx(0.05**0.5)
+    assert convention_for(opt).time_step(opt) == pytest.approx((0.05 * (1 - dampening)) ** 0.5)
 
 
 @pytest.mark.parametrize("cls", [torch.optim.AdamW, torch.optim.Adam])
@@ -38,8 +42,9 @@ def test_adam_kinetic_matches_formula(cls, amsgrad):
         m_hat = st["exp_avg"] / (1 - 0.8**t)
         v = st["max_exp_avg_sq"] if amsgrad else st["exp_avg_sq"]
         v_hat = v / (1 - 0.99**t)
-        expected += 0.5 * 1e-3 * (m_hat**2 / (v_hat.sqrt() + 1e-6)).sum().item()
+        expected += 0.5 * 1e-3 / (1 - 0.8) * (m_hat**2 / (v_hat.sqrt() + 1e-6)).sum().item()
     assert kinetic(opt) == pytest.approx(expected, rel=1e-10)
+    assert convention_for(opt).time_step(opt) == pytest.approx((1e-3 * (1 - 0.8)) ** 0.5)
 
 
 @pytest.mark.parametrize("wd", [0.0, 0.1])
@@ -60,7 +65,9 @@ def test_leapfrog_kinetic_is_mass_weighted():
     train(opt, loss_fn, 3)
     from hamopt.optim.mass import fan_in_inverse_mass
 
-    expected = sum(0.5 * fan_in_inverse_mass(p) * opt.state[p]["momentum"].pow(2).sum().item() for p in model.parameters())
+    expected = sum(
+        0.5 * fan_in_inverse_mass(p) * opt.state[p]["momentum"].pow(2).sum().item() for p in model.parameters()
+    )
     assert kinetic(opt) == pytest.approx(expected, rel=1e-12)
     assert kinetic(opt) == pytest.approx(opt.stats["kinetic"], rel=1e-12)
 
@@ -116,7 +123,8 @@ def test_tracker_records_are_consistent(make):
     recs = tracker.records
     assert [r.step for r in recs] == list(range(5))
     for prev, cur in zip(recs, recs[1:]):
-        assert prev.delta_h_int == pytest.approx(prev.hamiltonian - prev.hamiltonian_before, abs=1e-12) or prev.cap_engaged
+        same = prev.delta_h_int == pytest.approx(prev.hamiltonian - prev.hamiltonian_before, abs=1e-12)
+        assert same or prev.cap_engaged
         assert prev.resampling == pytest.approx(cur.loss - prev.loss_after, abs=1e-15)
         assert prev.delta_h_traj == pytest.approx(prev.delta_h_int + prev.resampling, abs=1e-15)
         assert cur.kinetic_before == pytest.approx(prev.kinetic, rel=1e-12)

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from hamopt import families
-from hamopt.experiments import runner
+from hamopt import BBI, ECDq1, ECDSep, Euler, Leapfrog, families
 from hamopt.families import HyperError
 
 HYPER = {
@@ -38,6 +37,23 @@ def test_builtin_names_in_order():
     )
 
 
+def _previous_factory(type_, mode, hyper, params, lr, seed):
+    """How the lab built each type before the families (written out, as a fixed reference)."""
+    h = hyper
+    if type_ in ("ecdsep", "bbi", "ecdq1"):
+        return {"ecdsep": ECDSep, "bbi": BBI, "ecdq1": ECDq1}[type_](params, lr=lr, seed=seed, **h)
+    if type_ in ("leapfrog", "euler"):
+        cls = Leapfrog if type_ == "leapfrog" else Euler
+        return cls(params, lr=lr, mode=mode, gamma=h["gamma"], cap=h["cap"], mass=h["mass"],
+                   mass_clip=tuple(h["mass_clip"]))
+    if type_ == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=h["momentum"], dampening=h["dampening"],
+                               weight_decay=h["weight_decay"], nesterov=h["nesterov"], fused=True)
+    cls = torch.optim.AdamW if type_ == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=tuple(h["betas"]), eps=h["eps"], weight_decay=h["weight_decay"],
+               amsgrad=h["amsgrad"], fused=True)
+
+
 CASES = [(name, None) for name in HYPER] + [("leapfrog", "streaming"), ("euler", "streaming")]
 
 
@@ -45,10 +61,11 @@ CASES = [(name, None) for name in HYPER] + [("leapfrog", "streaming"), ("euler",
 def test_build_matches_the_labs_previous_factory(name, mode):
     family = families.get(name)
     hyper = family.validate_hyper(HYPER[name], mode=mode)
-    run_mode = mode or ("exact" if family.modes else "baseline")
-    cfg = runner.RunConfig("r", name, name, run_mode, "band", 0.05, 3, "default", hyper)
-    seed = runner.optimizer_seed(3)
-    _same(family.build(_params(), 0.05, hyper, seed=seed, mode=mode), runner.make_optimizer(cfg, _params()))
+    reference = _previous_factory(name, mode or "exact", hyper, _params(), 0.05, 1234)
+    built = family.build(_params(), 0.05, hyper, seed=1234, mode=mode)
+    _same(built, reference)
+    if family.seeded:
+        assert families.get(name).manifest(built)["optimizer_seed"] == 1234
 
 
 @pytest.mark.parametrize("device, fused", [("cpu", True), ("mps", False)])
@@ -110,6 +127,19 @@ def test_momentum_readers():
     assert families.ADAMW.momentum_reader(families.ADAMW.build(_params(), 0.1)) is None
 
 
+def test_sgd_momentum_reader_follows_the_dampened_convention():
+    params = _params()
+    sgd = families.SGD.build(params, 0.04, {"momentum": 0.9, "dampening": 0.5})
+    _quadratic_step(sgd, params)
+    read = families.SGD.momentum_reader(sgd)
+    for p in params:
+        assert torch.allclose(read(p), -math.sqrt(0.04 / 0.5) * sgd.state[p]["momentum_buffer"])
+    assert families.SGD.time_step(sgd) == pytest.approx(math.sqrt(0.04 * 0.5))
+    nesterov = torch.optim.SGD(_params(), lr=0.1, momentum=0.9, nesterov=True)
+    with pytest.raises(ValueError, match="nesterov"):
+        families.SGD.momentum_reader(nesterov)
+
+
 def test_ecd_manifest_records_the_seed_and_counts():
     params = _params()
     opt = families.ECDQ1.build(params, 0.05, {"eta": 10.0}, seed=1234)
@@ -155,6 +185,12 @@ def test_stability_rules_match_the_calibration_formulas():
     assert rule.step_size(0.5, lam_h, {"momentum": 0.9}) == pytest.approx(0.25 * limits.sgd_lr_limit(0.9))
     with pytest.raises(ValueError, match="needs momentum > 0"):
         rule.step_size(0.5, lam_h, {"momentum": 0.0})
+    # dampening d scales the kick by (1 − d): heavy ball is stable iff lr·(1−d)·λ < 2(1+μ)
+    assert rule.step_size(1.0, lam_h, {"momentum": 0.9, "dampening": 0.5}) == pytest.approx(
+        2 * limits.sgd_lr_limit(0.9)
+    )
+    with pytest.raises(ValueError, match="dampening < 1"):
+        rule.step_size(0.5, lam_h, {"momentum": 0.9, "dampening": 1.0})
     for name in ("adam", "adamw", "ecdsep", "bbi", "ecdq1"):
         assert families.get(name).stability is None
     assert families.families_with_stability() == ("leapfrog", "euler", "sgd")

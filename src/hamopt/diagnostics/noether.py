@@ -20,7 +20,10 @@ one more column, ``W_V,h`` rows with the v bias as a column, and ``W_O,h`` colum
   have different masses, e.g. the fan-in rule, because each tensor's term is symmetric on its
   own). A mass that varied along the head axis (an element-wise preconditioner such as Adam's)
   would break this;
-* damping multiplies P by ``e^{−γ dt/2}`` at each half-kick, so ``J_{t} = e^{−γ dt t} J_0``;
+* damping multiplies P by ``e^{−γ dt/2}`` at each half-kick, so in exact mode the stored
+  momentum after t steps gives ``J_t = e^{−γ dt t} J_0``; in streaming mode the stored momentum
+  is the half-step ``p_{t−½}`` (one opening half-kick, then t−1 merged closing + opening
+  half-kicks), so the stored charge is ``J_t = e^{−γ dt (t−½)} J_0``;
 * the energy cap (spec §4) rescales P and J with it: conservation holds on steps where it does
   not engage (``cap=None`` in the tests).
 
@@ -31,9 +34,9 @@ buffer along the first gradient), so for the symmetric model they stay at zero t
 
 **Where P comes from** (``source=``):
 
-* ``"momentum"``: the optimiser's own momentum, read by the reader registered for its energy
-  convention (:func:`register_momentum`): Leapfrog/Euler ``state[p]["momentum"]``; SGD with
-  momentum ``P = −√lr · b`` (velocity ``−lr b`` over ``h = √lr``, the convention of
+* ``"momentum"``: the optimiser's own momentum, read by its optimiser family
+  (:meth:`hamopt.families.Family.momentum_reader`): Leapfrog/Euler their stored momentum; SGD
+  with momentum ``P = −√lr · b`` (velocity ``−lr b`` over ``h = √lr``, the convention of
   :mod:`hamopt.energy`).
 * ``"displacement"``: ``P = (θ_{t+1} − θ_t) / h`` with ``h = convention_for(opt).time_step(opt)``;
   this needs :meth:`NoetherMonitor.before_step`. (``X Δᵀ − Δ Xᵀ`` is the same at θ_t and θ_{t+1}.)
@@ -58,6 +61,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ..energy import conventions as C
+from ..errors import UnregisteredOptimizerError
 
 __all__ = [
     "HeadCharge",
@@ -69,13 +73,11 @@ __all__ = [
     "charge_matrix",
     "momentum_reader",
     "noether_charges",
-    "register_momentum",
     "rescale_charges",
     "rescale_pairs",
 ]
 
 SOURCES = ("auto", "momentum", "displacement")
-MomentumReader = Callable[[Optimizer], Callable[[Tensor], "Tensor | None"]]
 
 
 # ---------------------------------------------------------------------- structure
@@ -283,52 +285,17 @@ def noether_charges(
 
 
 # ---------------------------------------------------------------------- momentum readers
-_READERS: dict[str, MomentumReader] = {}
-
-
-def register_momentum(convention_name: str, reader: MomentumReader) -> None:
-    """Register how to read the momentum of optimisers whose energy convention is named
-    ``convention_name``: ``reader(optimizer)`` returns ``param -> P`` (or None when that
-    optimiser instance keeps no momentum, e.g. SGD with ``momentum=0``)."""
-    if not isinstance(convention_name, str) or not convention_name:
-        raise ValueError(f"convention_name must be a non-empty string; got {convention_name!r}")
-    _READERS[convention_name] = reader
-
-
-def _state_momentum(opt: Optimizer) -> Callable[[Tensor], Tensor]:
-    def read(p: Tensor) -> Tensor:
-        st = opt.state.get(p)
-        if st and "momentum" in st:
-            return st["momentum"]
-        return torch.zeros_like(p)
-
-    return read
-
-
-def _sgd_momentum(opt: Optimizer) -> Callable[[Tensor], Tensor] | None:
-    if not all(g.get("momentum", 0.0) for g in opt.param_groups):
-        return None
-    group_of = {p: g for g in opt.param_groups for p in g["params"]}
-
-    def read(p: Tensor) -> Tensor:
-        buf = opt.state.get(p, {}).get("momentum_buffer")
-        if buf is None:
-            return torch.zeros_like(p)
-        return buf * -math.sqrt(C._lr(group_of[p]))  # the lr of now (schedulers change it)
-
-    return read
-
-
-register_momentum("leapfrog", _state_momentum)
-register_momentum("euler", _state_momentum)
-register_momentum("sgd", _sgd_momentum)
-
-
 def momentum_reader(optimizer: Optimizer) -> Callable[[Tensor], Tensor] | None:
-    """``param -> P`` for ``optimizer``, or None when it keeps no momentum state."""
-    conv = C.convention_for(optimizer)
-    reader = _READERS.get(conv.name)
-    return None if reader is None else reader(optimizer)
+    """``param -> P`` for ``optimizer`` from its optimiser family
+    (:meth:`hamopt.families.Family.momentum_reader`), or None when it keeps no momentum state or
+    has a registered energy convention but no family."""
+    from .. import families
+
+    try:
+        family = families.for_optimizer(optimizer)
+    except UnregisteredOptimizerError:
+        return None
+    return family.momentum_reader(optimizer)
 
 
 # ---------------------------------------------------------------------- monitor

@@ -17,7 +17,10 @@ How each quantity is obtained:
   change of the previous step comes from the optimiser's ``stats["delta_h"]``.
 * Baselines: K from the registered convention before and after ``step``; the loss after the step
   by one extra forward pass on the same batch (no backward); the displacement form measures
-  ``θ_{t+1} − θ_t`` from a copy of θ_t.
+  ``θ_{t+1} − θ_t`` from a copy of θ_t (``Σ_groups ½ ‖Δθ‖²/lr`` with each group's lr).
+
+A configuration the convention cannot describe (Nesterov SGD) is refused when the tracker is
+built, with the convention's ``ValueError``.
 
 A non-finite loss or gradient raises :class:`~hamopt.errors.NonFiniteError` from inside the
 closure, before the optimiser updates anything.
@@ -78,6 +81,16 @@ def _params(optimizer: Optimizer) -> list[Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
 
 
+def _displacement_kinetic(optimizer: Optimizer, before: list[list[Tensor]]) -> float:
+    """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / lr_group`` (each group with its own lr)."""
+    total = 0.0
+    for group, olds in zip(optimizer.param_groups, before, strict=True):
+        lr = C._lr(group)
+        sq = sum(float((p.detach().double() - b.double()).square().sum()) for p, b in zip(group["params"], olds))
+        total += 0.5 * sq / lr
+    return total
+
+
 class EnergyTracker:
     """Energy accounting around any registered optimiser.
 
@@ -97,6 +110,8 @@ class EnergyTracker:
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
         self.convention = C.convention_for(optimizer)
+        # the convention refuses what it cannot describe (e.g. Nesterov SGD) before any compute
+        self.convention.time_step(optimizer)
         self.records: list[StepRecord] = []
         self._kinetic_prev: float | None = None
         # streaming Leapfrog/Euler: the optimiser's own ΔH^traj of the previous step
@@ -182,18 +197,13 @@ class EnergyTracker:
         step_size = self.convention.step_size(opt)
         if displacement:
             k_before = self._kinetic_prev if self._kinetic_prev is not None else 0.0
-            before = [p.detach().clone() for p in _params(opt)]
+            before = [[p.detach().clone() for p in g["params"]] for g in opt.param_groups]
         else:
             k_before = self.convention.kinetic(opt)
         opt.step(closure)
         with torch.no_grad():
             loss_after = float(batch_loss().item())
-        if displacement:
-            lr = step_size
-            sq = sum(float((p.detach().double() - b.double()).square().sum()) for p, b in zip(_params(opt), before))
-            k_after = 0.5 * sq / lr
-        else:
-            k_after = self.convention.kinetic(opt)
+        k_after = _displacement_kinetic(opt, before) if displacement else self.convention.kinetic(opt)
         self._kinetic_prev = k_after
         loss = measured["loss"]
         label = C.label(opt)

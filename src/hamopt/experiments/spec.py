@@ -11,11 +11,13 @@ linear stability limit measured on the problem at initialisation (``stability_fr
 units of the Hamiltonian time step ``h`` (``h = dt`` for Leapfrog/Euler, ``h = √lr`` for SGD
 with momentum): ``dt = f · dt_c`` and ``lr = f² · lr_c`` (see :mod:`hamopt.experiments.calibrate`).
 
-The Energy Conserving Descent optimisers (types ``ecdsep``, ``bbi``, ``ecdq1``) take their step
-sizes literally (``lr``); their ``hyper`` keys are exactly the optimiser's own keyword arguments
-except ``seed``, which each run derives from its own seed. Their ranges are checked by
-constructing the optimiser on a dummy parameter, so the spec accepts exactly what the optimiser
-accepts.
+An optimiser's ``type`` is any family registered in :mod:`hamopt.families` (the built-ins and
+any added with :func:`hamopt.families.register_optimizer`). Its ``hyper`` keys, their defaults and
+their ranges are the family's (:meth:`hamopt.families.Family.validate_hyper` builds the optimiser
+on a dummy parameter, so the spec accepts exactly what the optimiser accepts); ``mode`` applies
+only to families with modes and ``stability_fractions`` only to families with a stability rule.
+A seeded family's generator (the ECD bounces) is seeded from each run's own seed, so ``seed`` is
+not a hyper-parameter.
 """
 
 from __future__ import annotations
@@ -24,15 +26,27 @@ import hashlib
 import json
 import math
 import re
-import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .. import families
+from ..families.hyper import (
+    AdamHyper,
+    BBIHyper,
+    ECDHyper,
+    ECDq1Hyper,
+    ECDSepHyper,
+    HamiltonianHyper,
+    SGDHyper,
+)
 
 __all__ = [
     "ABLATIONS",
     "AblationSpec",
+    "AdamHyper",
     "BBIHyper",
     "DatasetSpec",
     "ECDHyper",
@@ -40,9 +54,11 @@ __all__ = [
     "ECDq1Hyper",
     "ECD_TYPES",
     "ExperimentSpec",
+    "HamiltonianHyper",
     "ModelSpec",
     "OptimizerSpec",
     "ReversibilitySpec",
+    "SGDHyper",
     "SpecError",
     "load_spec",
     "parse_spec",
@@ -52,9 +68,6 @@ __all__ = [
 ]
 
 ABLATIONS = ("default", "thrash", "scramble")
-OPTIMIZER_TYPES = ("leapfrog", "euler", "sgd", "adamw", "adam", "ecdsep", "bbi", "ecdq1")
-HAMILTONIAN_TYPES = ("leapfrog", "euler")
-ECD_TYPES = ("ecdsep", "bbi", "ecdq1")
 
 
 class SpecError(ValueError):
@@ -65,151 +78,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# ---------------------------------------------------------------------- hyper-parameters per type
-class HamiltonianHyper(_Strict):
-    gamma: float = Field(1e-3, ge=0.0, le=1e3)
-    cap: float | None = Field(2.0, gt=1.0, le=1e6)
-    mass: Literal["fan_in", "identity"] = "fan_in"
-    mass_clip: tuple[float, float] = (0.125, 8.0)
+# ---------------------------------------------------------------------- optimisers
+class _HyperModels(Mapping[str, type]):
+    """The hyper schema of each registered optimiser family, by type (read from the registry)."""
 
-    @field_validator("mass_clip")
-    @classmethod
-    def _clip(cls, v: tuple[float, float]) -> tuple[float, float]:
-        lo, hi = v
-        if not (0 < lo <= hi and math.isfinite(hi)):
-            raise ValueError(f"must satisfy 0 < low <= high < inf, got {v}")
-        return v
+    def __getitem__(self, name: str) -> type:
+        try:
+            return families.get(name).hyper_model
+        except families.UnknownFamilyError:
+            raise KeyError(name) from None
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(families.names())
 
-class SGDHyper(_Strict):
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    dampening: float = Field(0.0, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    nesterov: bool = False
+    def __len__(self) -> int:
+        return len(families.names())
 
 
-class AdamHyper(_Strict):
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-2, ge=0.0, le=1.0)
-    amsgrad: bool = False
+_HYPER: Mapping[str, type] = _HyperModels()
 
-    @field_validator("betas")
-    @classmethod
-    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not all(0.0 <= b < 1.0 for b in v):
-            raise ValueError(f"each beta must be in [0, 1), got {v}")
-        return v
+# the seeded (Energy Conserving Descent) built-in types, for callers that predate hamopt.families
+ECD_TYPES = tuple(f.name for f in (families.ECDSEP, families.BBI_FAMILY, families.ECDQ1))
 
 
 def ecd_class(type_: str) -> type:
-    """The optimiser class of an ECD spec type (``ecdsep`` → :class:`hamopt.optim.ECDSep`...)."""
-    from ..optim import BBI, ECDq1, ECDSep
-
-    return {"ecdsep": ECDSep, "bbi": BBI, "ecdq1": ECDq1}[type_]
-
-
-class ECDHyper(_Strict):
-    """Hyper-parameters of an Energy Conserving Descent optimiser: its own keyword arguments with
-    its own defaults, less ``lr`` (the run's step size) and ``seed`` (derived from the run's seed).
-
-    Pydantic checks only the types; the ranges are the optimiser's own: the model constructs the
-    optimiser on a dummy parameter, so an out-of-range value is rejected with the optimiser's
-    message (which names the key), and the values stored are the ones the optimiser keeps
-    (e.g. ECDSep with ``s ≠ 1`` holds ``deltaEn = 1``).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    spec_type: ClassVar[str] = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_seed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "seed" in data:
-            raise ValueError(
-                "seed is not a hyper-parameter: each run seeds the optimiser's generator from the "
-                "run's own seed (the spec's seeds), so a run is reproducible from its seed alone"
-            )
-        return data
-
-    @model_validator(mode="after")
-    def _accepted_by_optimizer(self) -> ECDHyper:
-        import torch
-
-        values = self.model_dump()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # an argument the optimiser would ignore is an error here
-            try:
-                opt = ecd_class(self.spec_type)(
-                    [torch.zeros(2, requires_grad=True)], lr=1.0, seed=0, **values
-                )
-            except (ValueError, TypeError) as exc:
-                raise ValueError(str(exc)) from None
-            except UserWarning as exc:  # ECDSep: s != 1 forces deltaEn = 1
-                raise ValueError(f"{exc}; give deltaEn: 1 (or leave it out) with this s") from None
-        for key in values:
-            object.__setattr__(self, key, opt.defaults[key])
-        return self
-
-
-class ECDSepHyper(ECDHyper):
-    """:class:`hamopt.optim.ECDSep`'s keyword arguments (``eta`` ≥ 1 required)."""
-
-    spec_type: ClassVar[str] = "ecdsep"
-    eta: float
-    F0: float = 0.0
-    nu: float = 1e-5
-    s: float = 1.0
-    deltaEn: float = 0.0
-    weight_decay: float = 0.0
-    consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
-    foreach: bool | None = None
-
-
-class BBIHyper(ECDHyper):
-    """:class:`hamopt.optim.BBI`'s keyword arguments."""
-
-    spec_type: ClassVar[str] = "bbi"
-    v0: float = 0.0
-    threshold0: int = 1000
-    threshold: int = 3000
-    n_fixed_bounces: int = 1
-    deltaEn: float = 0.0
-    weight_decay: float = 0.0
-    consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
-    momentum_init: str = "global"
-    foreach: bool | None = None
-
-
-class ECDq1Hyper(ECDHyper):
-    """:class:`hamopt.optim.ECDq1`'s keyword arguments (``eta`` > 0 required)."""
-
-    spec_type: ClassVar[str] = "ecdq1"
-    eta: float
-    F0: float = -1.0
-    nu: float = 0.1
-    weight_decay: float = 0.0
-    consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
-    projection: str = "global"
-    foreach: bool | None = None
-
-
-_HYPER = {
-    "leapfrog": HamiltonianHyper,
-    "euler": HamiltonianHyper,
-    "sgd": SGDHyper,
-    "adamw": AdamHyper,
-    "adam": AdamHyper,
-    "ecdsep": ECDSepHyper,
-    "bbi": BBIHyper,
-    "ecdq1": ECDq1Hyper,
-}
+    """The optimiser class of a spec type (``families.get(type_).optimizer_class``)."""
+    return families.get(type_).optimizer_class
 
 
 class OptimizerSpec(_Strict):
@@ -220,12 +114,18 @@ class OptimizerSpec(_Strict):
     """
 
     name: str = Field(min_length=1, max_length=40)
-    type: Literal["leapfrog", "euler", "sgd", "adamw", "adam", "ecdsep", "bbi", "ecdq1"]
-    mode: Literal["exact", "streaming"] | None = None
+    type: str
+    mode: str | None = None
     band: str = Field("default", min_length=1, max_length=40)
     step_sizes: list[float] | None = None
     stability_fractions: list[float] | None = None
     hyper: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        families.get(v)  # a clear error listing the registered types
+        return v
 
     @field_validator("name", "band")
     @classmethod
@@ -254,38 +154,24 @@ class OptimizerSpec(_Strict):
     def _consistent(self) -> OptimizerSpec:
         if (self.step_sizes is None) == (self.stability_fractions is None):
             raise ValueError("give exactly one of step_sizes or stability_fractions")
-        if self.type in HAMILTONIAN_TYPES:
-            if self.mode is None:
-                object.__setattr__(self, "mode", "exact")
-        elif self.mode is not None:
+        family = families.get(self.type)
+        object.__setattr__(self, "mode", family.check_mode(self.mode))
+        if self.stability_fractions is not None and family.stability is None:
             raise ValueError(
-                f"mode applies only to leapfrog/euler, not to type {self.type!r}; remove mode"
+                f"stability_fractions is defined for {', '.join(families.families_with_stability())} "
+                f"(the families with a stability rule), not {self.type!r}; give step_sizes"
             )
-        if self.stability_fractions is not None and self.type not in ("leapfrog", "euler", "sgd"):
-            why = (
-                " (the ECD optimisers have no linear stability limit of the calibrated kind)"
-                if self.type in ECD_TYPES
-                else ""
-            )
-            raise ValueError(
-                f"stability_fractions is defined for leapfrog, euler and sgd (momentum), not {self.type!r}"
-                f"{why}; give step_sizes"
-            )
-        try:
-            hyper = _HYPER[self.type](**self.hyper)
-        except ValidationError as exc:
-            raise ValueError(_describe(exc, prefix="hyper.")) from None
-        if self.type == "sgd" and self.stability_fractions is not None and hyper.momentum == 0:
-            raise ValueError(
-                "stability_fractions for sgd needs momentum > 0 (the heavy-ball limit)"
-            )
-        object.__setattr__(self, "hyper", hyper.model_dump(mode="json"))
+        hyper = family.validate_hyper(self.hyper, mode=self.mode)
+        if self.stability_fractions is not None:
+            assert family.stability is not None
+            family.stability.check(hyper)
+        object.__setattr__(self, "hyper", hyper)
         return self
 
     @property
     def run_mode(self) -> str:
-        """``exact``/``streaming`` for Leapfrog/Euler, ``baseline`` for the others (the ECD
-        optimisers included: the tracker measures their energy like a baseline's)."""
+        """The family's mode (``exact``/``streaming``) where it has modes, ``baseline`` for the
+        others (the ECD optimisers included: the tracker measures their energy like a baseline's)."""
         return self.mode or "baseline"
 
 

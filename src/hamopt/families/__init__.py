@@ -20,7 +20,7 @@ See ``docs/families.md``.
 
 from .builtin import ADAM, ADAMW, BBI_FAMILY, ECDQ1, ECDSEP, EULER, LEAPFROG, SGD
 from .hyper import HyperError
-from .record import Family, StabilityRule
+from .record import Family, PlaygroundEntry, StabilityRule
 from .registry import (
     UnknownFamilyError,
     families_with_modes,
@@ -42,6 +42,7 @@ __all__ = [
     "Family",
     "HyperError",
     "LEAPFROG",
+    "PlaygroundEntry",
     "SGD",
     "StabilityRule",
     "UnknownFamilyError",

@@ -1,18 +1,18 @@
 r"""The built-in optimiser families: Leapfrog, Euler, SGD, AdamW, Adam, ECDSep, BBI, ECDq1.
 
-=========  ==============  ====  ======  ==========================================  ==========
-type       optimiser       axis  h       kinetic energy K                            stability
-=========  ==============  ====  ======  ==========================================  ==========
-leapfrog   Leapfrog        dt    dt      ½ Σ m_i ‖p_i‖²                              dt·√λ(M⁻¹H) < 2
-euler      Euler           dt    dt      ½ Σ m_i ‖p_i‖²                              dt·√λ(M⁻¹H) < 2
-sgd        torch SGD       lr    √lr     momentum: ½·lr·‖b‖²; plain: displacement    lr·λ(H) < 2(1+μ)
-adamw      torch AdamW     lr    √lr     see :mod:`hamopt.energy.conventions`        none
-adam       torch Adam      lr    √lr     see :mod:`hamopt.energy.conventions`        none
-ecdsep     ECDSep          lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-bbi        BBI             lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-ecdq1      ECDq1           lr    lr      ½‖θ_{t+1} − θ_t‖²/lr (displacement)         none
-=========  ==============  ====  ======  ==========================================  ==========
+* ``leapfrog``, ``euler`` (:class:`hamopt.Leapfrog`, :class:`hamopt.Euler`): axis and h = ``dt``,
+  ``K = ½ Σ m_i ‖p_i‖²``, modes exact/streaming, energy cap, stability ``dt·√λ_max(M⁻¹H) < 2``,
+  momentum P = the stored momentum.
+* ``sgd`` (``torch.optim.SGD``): axis ``lr``; with momentum μ and dampening d,
+  ``h = √(lr(1−d))`` and ``K = ½ · lr/(1−d) · ‖b‖²``, P = ``−√(lr/(1−d)) · b``, stability
+  ``lr·(1−d)·λ_max(H) < 2(1+μ)`` (heavy ball, μ > 0); plain SGD: displacement form, ``h = √lr``.
+* ``adamw``, ``adam`` (``torch.optim.AdamW``, ``Adam``): axis ``lr``, ``h = √(lr(1−β1))``,
+  ``K = ½ · lr/(1−β1) · Σ m̂²/(√v̂+ε)``; no stability rule, no momentum reader (the element-wise
+  mass breaks the rotation charges; the monitor uses the displacement).
+* ``ecdsep``, ``bbi``, ``ecdq1`` (:class:`hamopt.ECDSep`, ``BBI``, ``ECDq1``): axis and h = ``lr``,
+  displacement form ``K = ½‖θ_{t+1} − θ_t‖²/lr``, seeded, no stability rule.
 
+The formulas live in :mod:`hamopt.energy.conventions`; the records point at them.
 The baselines are built with torch's fused kernels on ``cpu``/``cuda`` (as the lab always has);
 the ECD optimisers get the ``seed`` passed to :meth:`~hamopt.families.Family.build`. SGD refuses
 ``nesterov: true``: the SGD energy convention reads the heavy-ball map, and Nesterov's update is
@@ -32,26 +32,22 @@ from torch.optim import Optimizer
 from ..energy import conventions as C
 from ..optim import BBI, ECDq1, ECDSep, Euler, Leapfrog
 from .hyper import AdamHyper, BBIHyper, ECDq1Hyper, ECDSepHyper, HamiltonianHyper, SGDHyper
-from .record import Family, StabilityRule
+from .record import Family, PlaygroundEntry, StabilityRule
 from .registry import register
 from .state import global_scalars, hamiltonian_momentum, sgd_momentum
 
 __all__ = ["ADAM", "ADAMW", "BBI_FAMILY", "ECDQ1", "ECDSEP", "EULER", "LEAPFROG", "SGD"]
 
 
-def _fused(device: str) -> bool:
-    return str(device).startswith(("cpu", "cuda"))
+def _fused(device: str, fused: bool | None) -> bool:
+    return bool(fused) if fused is not None else str(device).startswith(("cpu", "cuda"))
 
 
 # ---------------------------------------------------------------------- Hamiltonian integrators
-def _hamiltonian_kinetic(opt: Optimizer) -> float:
-    return float(opt.kinetic_energy())  # type: ignore[attr-defined]
-
-
 def _hamiltonian_convention(name: str) -> C.EnergyConvention:
     return C.EnergyConvention(
         name=name,
-        kinetic=_hamiltonian_kinetic,
+        kinetic=C._hamiltonian_kinetic,
         step_size=C._first_lr,
         time_step=C._first_lr,
         displacement_form=False,
@@ -95,6 +91,15 @@ _DT_RULE = StabilityRule(
 )
 
 
+def _scalar_inverse_mass(config: Any) -> Any:
+    inverse = 1.0 / config.mass
+    return lambda _tensor: inverse
+
+
+def _hamiltonian_playground(config: Any) -> dict[str, Any]:
+    return {"gamma": config.gamma, "cap": config.cap, "mass": _scalar_inverse_mass(config)}
+
+
 def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
     return Family(
         name=name,
@@ -112,6 +117,7 @@ def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
         integrator=True,
         step_axis="dt",
         description=f"{display}: damped, preconditioned Hamiltonian integrator (time step dt)",
+        playground=PlaygroundEntry(name, display, ("gamma", "mass", "cap"), _hamiltonian_playground),
     )
 
 
@@ -121,7 +127,7 @@ EULER = register(_hamiltonian_family("euler", "Euler", Euler))
 
 # ---------------------------------------------------------------------- SGD
 def _sgd_construct(params: Any, step_size: float, h: Mapping[str, Any], *, device: str = "cpu",
-                   **_: Any) -> Optimizer:
+                   fused: bool | None = None, **_: Any) -> Optimizer:
     return torch.optim.SGD(
         params,
         lr=step_size,
@@ -129,7 +135,7 @@ def _sgd_construct(params: Any, step_size: float, h: Mapping[str, Any], *, devic
         dampening=h["dampening"],
         weight_decay=h["weight_decay"],
         nesterov=h["nesterov"],
-        fused=_fused(device),
+        fused=_fused(device, fused),
     )
 
 
@@ -149,6 +155,8 @@ def _sgd_label(h: Mapping[str, Any]) -> str:
 def _heavy_ball_requirement(h: Mapping[str, Any]) -> str | None:
     if not h.get("momentum", 0.0):
         return "stability_fractions for sgd needs momentum > 0 (the heavy-ball limit)"
+    if h.get("dampening", 0.0) >= 1.0:
+        return "stability_fractions for sgd needs dampening < 1 (dampening 1 never moves θ)"
     return None
 
 
@@ -163,15 +171,21 @@ SGD = register(
         construct=_sgd_construct,
         stability=StabilityRule(
             eigenvalue="lambda_hessian",
-            limit=lambda lam, h: 2.0 * (1.0 + h["momentum"]) / lam,
+            limit=lambda lam, h: 2.0 * (1.0 + h["momentum"]) / ((1.0 - h.get("dampening", 0.0)) * lam),
             power=2,
-            description="lr = f² · 2(1+μ)/λ_max(H) (heavy ball: lr·λ < 2(1+μ))",
+            description="lr = f² · 2(1+μ)/((1−d)·λ_max(H)) (heavy ball: lr·(1−d)·λ < 2(1+μ))",
             requirement=_heavy_ball_requirement,
         ),
         momentum=sgd_momentum,
         labeller=_sgd_label,
         refuse=_sgd_refuse,
         description="torch.optim.SGD, plain or heavy-ball momentum",
+        playground=PlaygroundEntry(
+            "sgd_momentum",
+            "SGD-momentum",
+            ("momentum", "weight_decay"),
+            lambda c: {"momentum": c.momentum, "weight_decay": c.weight_decay},
+        ),
     )
 )
 
@@ -179,7 +193,7 @@ SGD = register(
 # ---------------------------------------------------------------------- Adam, AdamW
 def _adam_construct(cls: type) -> Any:
     def construct(params: Any, step_size: float, h: Mapping[str, Any], *, device: str = "cpu",
-                  **_: Any) -> Optimizer:
+                  fused: bool | None = None, **_: Any) -> Optimizer:
         return cls(
             params,
             lr=step_size,
@@ -187,13 +201,17 @@ def _adam_construct(cls: type) -> Any:
             eps=h["eps"],
             weight_decay=h["weight_decay"],
             amsgrad=h["amsgrad"],
-            fused=_fused(device),
+            fused=_fused(device, fused),
         )
 
     return construct
 
 
-def _adam_family(name: str, display: str, cls: type) -> Family:
+def _adamw_playground(config: Any) -> dict[str, Any]:
+    return {"betas": (config.momentum, 0.999), "weight_decay": config.weight_decay}
+
+
+def _adam_family(name: str, display: str, cls: type, playground: PlaygroundEntry | None = None) -> Family:
     return Family(
         name=name,
         display_name=display,
@@ -203,10 +221,18 @@ def _adam_family(name: str, display: str, cls: type) -> Family:
         hyper_model=AdamHyper,
         construct=_adam_construct(cls),
         description=f"torch.optim.{display}",
+        playground=playground,
     )
 
 
-ADAMW = register(_adam_family("adamw", "AdamW", torch.optim.AdamW))
+ADAMW = register(
+    _adam_family(
+        "adamw",
+        "AdamW",
+        torch.optim.AdamW,
+        PlaygroundEntry("adamw", "AdamW", ("momentum", "weight_decay"), _adamw_playground, 0.05),
+    )
+)
 ADAM = register(_adam_family("adam", "Adam", torch.optim.Adam))
 
 
@@ -214,7 +240,7 @@ ADAM = register(_adam_family("adam", "Adam", torch.optim.Adam))
 def _ecd_convention(name: str) -> C.EnergyConvention:
     return C.EnergyConvention(
         name=name,
-        kinetic=_hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
+        kinetic=C._hamiltonian_kinetic,  # ½‖θ_{t+1} − θ_t‖²/lr of the last step, kept by the optimiser
         step_size=C._first_lr,
         time_step=C._first_lr,
         displacement_form=True,
@@ -244,7 +270,15 @@ def _ecd_manifest(opt: Optimizer) -> dict[str, Any]:
     }
 
 
-def _ecd_family(name: str, display: str, cls: type, model: type) -> Family:
+def _ecd_playground(config: Any) -> dict[str, Any]:
+    return {"eta": config.eta, "F0": config.f0, "nu": config.nu, "weight_decay": config.weight_decay}
+
+
+def _bbi_playground(config: Any) -> dict[str, Any]:
+    return {"v0": config.f0, "weight_decay": config.weight_decay}
+
+
+def _ecd_family(name: str, display: str, cls: type, model: type, playground: PlaygroundEntry) -> Family:
     return Family(
         name=name,
         display_name=display,
@@ -257,9 +291,20 @@ def _ecd_family(name: str, display: str, cls: type, model: type) -> Family:
         seeded=True,
         keeps_own_values=True,
         description=f"{display}: Energy Conserving Descent (seeded bounces)",
+        playground=playground,
     )
 
 
-ECDSEP = register(_ecd_family("ecdsep", "ECDSep", ECDSep, ECDSepHyper))
-BBI_FAMILY = register(_ecd_family("bbi", "BBI", BBI, BBIHyper))
-ECDQ1 = register(_ecd_family("ecdq1", "ECDq1", ECDq1, ECDq1Hyper))
+_ECD_USES = ("eta", "f0", "nu", "weight_decay")
+ECDSEP = register(
+    _ecd_family("ecdsep", "ECDSep", ECDSep, ECDSepHyper,
+                PlaygroundEntry("ecdsep", "ECDSep", _ECD_USES, _ecd_playground, 0.01))
+)
+BBI_FAMILY = register(
+    _ecd_family("bbi", "BBI", BBI, BBIHyper,
+                PlaygroundEntry("bbi", "BBI", ("f0", "weight_decay"), _bbi_playground, 0.01))
+)
+ECDQ1 = register(
+    _ecd_family("ecdq1", "ECDq1", ECDq1, ECDq1Hyper,
+                PlaygroundEntry("ecdq1", "ECDq1", _ECD_USES, _ecd_playground, 0.01))
+)

@@ -24,7 +24,7 @@ from torch.optim import Optimizer
 from ..energy.conventions import EnergyConvention
 from .hyper import HyperError, normalise
 
-__all__ = ["Family", "StabilityRule"]
+__all__ = ["Family", "PlaygroundEntry", "StabilityRule"]
 
 Construct = Callable[..., Optimizer]
 MomentumReader = Callable[[Optimizer], "Callable[[Tensor], Tensor] | None"]
@@ -79,6 +79,26 @@ class StabilityRule:
         return fraction**self.power * float(self.limit(eigenvalue, hyper))
 
 
+@dataclass(frozen=True)
+class PlaygroundEntry:
+    """How the 2-D optimiser playground (:mod:`hamopt.playground`) offers a family.
+
+    Attributes:
+        key: the playground's name of the optimiser (``sgd_momentum``).
+        label: the menu label (``SGD-momentum``).
+        uses: the :class:`~hamopt.playground.PlaygroundConfig` fields it reads besides the step size.
+        hyper: ``config -> hyper`` from those fields (the family's defaults fill the rest).
+        suggested_step: one step size suggested on every landscape, or None for the playground's
+            per-landscape tables (integrator or baseline).
+    """
+
+    key: str
+    label: str
+    uses: tuple[str, ...]
+    hyper: Callable[[Any], dict[str, Any]]
+    suggested_step: float | None = None
+
+
 def _dummy() -> list[Tensor]:
     return [torch.zeros(2, requires_grad=True)]
 
@@ -97,8 +117,8 @@ class Family:
         energy: the energy convention (kinetic energy K, step size, time step h, displacement form).
         hyper_model: the schema of ``hyper`` (defaults, types, unknown keys); see
             :mod:`hamopt.families.hyper`.
-        construct: ``(params, step_size, hyper, *, seed, mode, device) -> Optimizer`` with a
-            normalised hyper; :meth:`build` validates first.
+        construct: ``(params, step_size, hyper, *, seed, mode, device, fused) -> Optimizer``
+            with a complete hyper; :meth:`build` validates first.
         modes: the optimiser's modes, first the default (``("exact", "streaming")``), or ``()``.
         stability: the band-placement rule, or None (no calibrated threshold: a spec must give
             literal step sizes).
@@ -114,6 +134,7 @@ class Family:
         integrator: a Hamiltonian integrator with explicit momentum (reversibility round trips).
         step_axis: the drift plot's axis label, ``dt`` or ``lr``.
         description: one line for docs and menus.
+        playground: how the 2-D playground offers the family, or None (not offered).
     """
 
     name: str
@@ -135,6 +156,7 @@ class Family:
     integrator: bool = False
     step_axis: str = "lr"
     description: str = ""
+    playground: PlaygroundEntry | None = None
 
     # ------------------------------------------------------------------ hyper-parameters
     def defaults(self) -> dict[str, Any]:
@@ -232,14 +254,15 @@ class Family:
         seed: int | None = None,
         mode: str | None = None,
         device: str = "cpu",
+        fused: bool | None = None,
     ) -> Optimizer:
         """The optimiser over ``params`` with ``step_size`` and ``hyper`` (validated first; missing
         keys take their defaults). ``seed`` seeds a seeded family's generator (others ignore it);
-        ``mode`` applies to families with modes; ``device`` picks torch's fused kernels for the
-        baselines on ``cpu``/``cuda``."""
+        ``mode`` applies to families with modes; the torch baselines use fused kernels when
+        ``fused`` is True, or, when it is None (the lab), on ``device`` ``cpu``/``cuda``."""
         mode = self.check_mode(mode)
         values = self.validate_hyper(hyper, mode=mode)
-        return self.construct(params, step_size, values, seed=seed, mode=mode, device=device)
+        return self.construct(params, step_size, values, seed=seed, mode=mode, device=device, fused=fused)
 
     def step_size(self, optimizer: Optimizer) -> float:
         """The step size (``dt`` or ``lr``) of the first param group."""

@@ -9,13 +9,13 @@ Momentum readers give ``param -> P`` for the Noether monitor, in the units of th
 convention (``K = ½ Σ m_i ‖P_i‖²`` with unit mass for the baselines):
 
 * Leapfrog/Euler: the stored momentum ``state[p]["momentum"]``;
-* SGD with momentum: ``P = −√lr · b`` (the velocity ``−lr·b`` over ``h = √lr``), with the lr of
-  now (a scheduler changes it).
+* SGD with momentum μ and dampening d: ``P = −√(lr/(1−d)) · b``, the momentum of the SGD energy
+  convention (:func:`hamopt.energy.conventions.sgd_momentum_coefficient`; ``√lr`` for d = 0), with
+  each group's lr of now (a scheduler changes it).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,15 +63,21 @@ def hamiltonian_momentum(optimizer: Optimizer) -> MomentumOf:
 
 
 def sgd_momentum(optimizer: Optimizer) -> MomentumOf | None:
-    """SGD with momentum: ``P = −√lr · b`` per parameter; None when a group has no momentum."""
+    """SGD with momentum: ``P = −√(lr/(1−d)) · b`` per parameter; None when a group has no
+    momentum. Nesterov SGD has no convention: the coefficient refuses it with a ``ValueError``."""
+    from ..energy.conventions import sgd_momentum_coefficient
+
     if not all(g.get("momentum", 0.0) for g in optimizer.param_groups):
         return None
-    group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
+    index_of = {p: i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+    for i, group in enumerate(optimizer.param_groups):
+        sgd_momentum_coefficient(group, i)  # refuse Nesterov and full dampening up front
 
     def read(p: Tensor) -> Tensor:
         buf = optimizer.state.get(p, {}).get("momentum_buffer")
         if buf is None:
             return torch.zeros_like(p)
-        return buf * -math.sqrt(group_step_size(group_of[p]))
+        i = index_of[p]
+        return buf * -sgd_momentum_coefficient(optimizer.param_groups[i], i)
 
     return read

@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .. import families
+
 __all__ = ["Claim", "evaluate_claims"]
 
 HELD, NOT_HELD, NOT_TESTED = "held", "did not hold", "not tested"
@@ -53,7 +55,13 @@ def _f(v: Any, digits: int = 3) -> str:
 
 
 def _names(drift: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Spec entry name → (family type, mode) of the runs."""
     return {d["optimizer"]: (d.get("type") or "", d["mode"]) for d in drift}
+
+
+def _of_family(names: dict[str, tuple[str, str]], optimizer: str, family: families.Family) -> bool:
+    """Whether the runs of spec entry ``optimizer`` belong to ``family``."""
+    return names.get(optimizer, ("", ""))[0] == family.name
 
 
 def _slope_claims(
@@ -61,7 +69,7 @@ def _slope_claims(
     *,
     topic: str,
     study: str,
-    kind_of: tuple[str, str | None],
+    family: families.Family,
     band: str,
     rule_name: str,
     point: float,
@@ -73,8 +81,7 @@ def _slope_claims(
         for t in analysis.table
         if t["band"] == band
         and t["drift"] in ("int", "traj")
-        and names.get(t["optimizer"], ("", ""))[0] == kind_of[0]
-        and (kind_of[1] is None or names[t["optimizer"]][1] == kind_of[1])
+        and _of_family(names, t["optimizer"], family)
     ]
     if not rows:
         return [
@@ -119,7 +126,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         analysis,
         topic="Leapfrog, reference band: drift slope",
         study="−0.080, 95% CI [−0.302, +0.143] (contains 0)",
-        kind_of=("leapfrog", None),
+        family=families.LEAPFROG,
         band="band",
         rule_name="held iff our 95% CI contains 0",
         point=-0.080,
@@ -129,7 +136,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         analysis,
         topic="AdamW: drift slope",
         study="+0.218, 95% CI [+0.118, +0.319]",
-        kind_of=("adamw", None),
+        family=families.ADAMW,
         band="band",
         rule_name="held iff our 95% CI lies above 0",
         point=0.218,
@@ -139,7 +146,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         analysis,
         topic="SGD + momentum: drift slope",
         study="+0.777, 95% CI [+0.767, +0.786]",
-        kind_of=("sgd", None),
+        family=families.SGD,
         band="band",
         rule_name="held iff our 95% CI lies above 0",
         point=0.777,
@@ -149,7 +156,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         analysis,
         topic="Leapfrog, wide band: drift slope",
         study="+2.226 (no CI given)",
-        kind_of=("leapfrog", None),
+        family=families.LEAPFROG,
         band="wide",
         rule_name="held iff slope > 1 and our 95% CI lies above 0",
         point=2.226,
@@ -168,8 +175,8 @@ def _band_trend(analysis: Any) -> list[Claim]:
     rule = "held iff the seed-mean drift at the largest band dt is below that at the smallest"
     names = _names(analysis.drift)
     out = []
-    for name, (typ, mode) in sorted(names.items()):
-        if typ != "leapfrog":
+    for name in sorted(names):
+        if not _of_family(names, name, families.LEAPFROG):
             continue
         rows = [
             d
@@ -224,8 +231,8 @@ def _reversibility(analysis: Any) -> Claim:
             "Reversibility", study, "no float32 round trips in this sweep", NOT_TESTED, rule
         )
     n = max(r["steps"] for r in rows)
-    lf = [r["theta_error"] for r in rows if r["integrator"] == "leapfrog" and r["steps"] == n]
-    eu = [r["theta_error"] for r in rows if r["integrator"] == "euler" and r["steps"] == n]
+    lf = [r["theta_error"] for r in rows if r["integrator"] == families.LEAPFROG.name and r["steps"] == n]
+    eu = [r["theta_error"] for r in rows if r["integrator"] == families.EULER.name and r["steps"] == n]
     if not lf or not eu:
         return Claim("Reversibility", study, "Leapfrog or Euler missing", NOT_TESTED, rule)
     measured = f"N = {n}, dt = {_f(float(rows[0]['dt']), 4)}: Leapfrog {lf[0]:.3g}, Euler {eu[0]:.3g} (float32)"
@@ -244,7 +251,7 @@ def _cap(analysis: Any) -> Claim:
     rows = [
         c
         for c in analysis.cap
-        if c["band"] == "band" and names.get(c["optimizer"], ("",))[0] == "leapfrog"
+        if c["band"] == "band" and _of_family(names, c["optimizer"], families.LEAPFROG)
     ]
     if not rows:
         return Claim("Energy cap in the band", study, "no Leapfrog band runs", NOT_TESTED, rule)
@@ -305,12 +312,12 @@ def _overhead(analysis: Any) -> Claim:
     exact = [
         t["ms_per_step"]
         for t in analysis.timing
-        if t["mode"] == "exact" and names.get(t["optimizer"], ("",))[0] == "leapfrog"
+        if t["mode"] == "exact" and _of_family(names, t["optimizer"], families.LEAPFROG)
     ]
     stream = [
         t["ms_per_step"]
         for t in analysis.timing
-        if t["mode"] == "streaming" and names.get(t["optimizer"], ("",))[0] == "leapfrog"
+        if t["mode"] == "streaming" and _of_family(names, t["optimizer"], families.LEAPFROG)
     ]
     if not exact or not stream:
         return Claim(

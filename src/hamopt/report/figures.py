@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import families
+
 __all__ = ["write_figures"]
 
 _KIND_LABEL = {
@@ -130,7 +132,7 @@ def fig_reversibility(rev: Sequence[dict[str, Any]], path: Path) -> None:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rev:
         groups[(r["integrator"], r["dtype"])].append(r)
-    styles = {"leapfrog": "-", "euler": "--"}
+    styles = {families.LEAPFROG.name: "-", families.EULER.name: "--"}
     marks = {"float32": "o", "float64": "s"}
     for ax, col, label in zip(
         axes, ("theta_error", "momentum_error"), ("‖θ_back − θ_0‖ / ‖θ_0‖", "momentum error")
@@ -163,15 +165,28 @@ def fig_reversibility(rev: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def fig_cap(cap: Sequence[dict[str, Any]], path: Path) -> None:
+def _has_energy_cap(type_name: str | None) -> bool:
+    """Whether the family of a run type has an energy cap (False for a type not registered here)."""
+    try:
+        return families.get(type_name or "").has_energy_cap
+    except families.UnknownFamilyError:
+        return False
+
+
+def fig_cap(
+    cap: Sequence[dict[str, Any]], path: Path, types: dict[str, str | None] | None = None
+) -> None:
+    """Cap engagement per (spec entry, band); ``types`` maps a spec entry to its family type.
+    Entries whose family has no energy cap are left out unless they engaged at all."""
     plt = _plt()
+    types = types or {}
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in cap:
         groups[(r["optimizer"], r["band"])].append(r)
     for (opt, band), rs in sorted(groups.items()):
-        if not opt.startswith(("leapfrog", "euler")) and all(r["cap_rate"] == 0 for r in rs):
-            continue  # baselines have no cap
+        if not _has_energy_cap(types.get(opt)) and all(r["cap_rate"] == 0 for r in rs):
+            continue  # families without an energy cap
         rs = sorted(rs, key=lambda r: r["step_size"])
         xs = [r["step_size"] for r in rs]
         ys = [100 * r["cap_rate"] for r in rs]
@@ -294,7 +309,7 @@ def write_figures(
         title="Fig. 1b — drift vs step size, wide sweep (dotted: reference band)",
     )
     fig_reversibility(analysis.reversibility, paths["fig2_reversibility"])
-    fig_cap(analysis.cap, paths["fig3_cap"])
+    fig_cap(analysis.cap, paths["fig3_cap"], {d["optimizer"]: d.get("type") for d in analysis.drift})
     fig_decomposition(analysis.drift, paths["fig4_decomposition"])
     fig_ablations(ablation_series, paths["fig5_ablations"])
     return paths
