@@ -95,3 +95,16 @@ def test_a_locked_catalogue_is_one_clear_line(swept, capsys):
         holder.kill()
         holder.wait()
     json.loads((out / "plan.json").read_text())  # the plan is plain JSON
+
+
+def test_a_directory_without_a_recorded_plan_is_replanned_from_its_spec(tmp_path):
+    from hamopt.experiments.analysis import analyse
+
+    out = tmp_path / "old"
+    summary = R.run_sweep(_spec(), out, progress=False, log=lambda s: None)
+    ids = [o.run_id for o in summary.outcomes]
+    (out / "plan.json").unlink()  # as written before plans were kept
+    for f in (out / "runs" / ids[0]).iterdir():
+        f.unlink()
+    a = analyse(out)
+    assert a.accounting.missing == (ids[0],) and a.accounting.planned == tuple(ids)

@@ -362,6 +362,23 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _replan(meta: dict[str, Any]) -> list[str] | None:
+    """The run ids a stored ``spec.yaml`` plans (for directories written before ``plan.json``
+    was kept); None when the stored spec no longer parses."""
+    from .drift_setup import plan_runs
+    from .spec import SpecError, parse_spec
+
+    extras = ("resolved_step_sizes", "spec_hash", "stability_calibration")
+    steps = meta.get("resolved_step_sizes")
+    if not steps:
+        return None
+    try:
+        spec = parse_spec({k: v for k, v in meta.items() if k not in extras})
+        return [c.run_id for c in plan_runs(spec, steps)]
+    except (SpecError, KeyError, TypeError, IndexError, StopIteration):
+        return None
+
+
 def analyse(
     out: str | Path, *, tail_fraction: float | None = None, bootstrap: int | None = None
 ) -> Analysis:
@@ -386,7 +403,7 @@ def analyse(
         for d in drift
         if d["ablation"] == "default" and d["status"] != "completed"
     ]
-    accounting = store.accounting()
+    accounting = store.accounting(_replan(meta))
     excluded += [{"run_id": rid, "status": "missing"} for rid in accounting.missing]
     excluded += [{"run_id": rid, "status": f"damaged: {why}"} for rid, why in accounting.damaged]
     return Analysis(

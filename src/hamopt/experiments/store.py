@@ -283,9 +283,12 @@ class RunStore:
             return None
         return [str(r) for r in runs]
 
-    def accounting(self) -> RunAccounting:
-        """Every planned run (and every run found on disk) as done, failed, missing or damaged."""
+    def accounting(self, fallback_plan: list[str] | None = None) -> RunAccounting:
+        """Every planned run (and every run found on disk) as done, failed, missing or damaged.
+        The recorded plan is used; ``fallback_plan`` only when none was recorded."""
         plan = self.planned()
+        if plan is None:
+            plan = fallback_plan
         on_disk = {r.run_id: r for r in self.runs()}
         order = list(plan) if plan is not None else []
         order += [rid for rid in on_disk if rid not in set(order)]
