@@ -4,6 +4,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
+from hamopt.energy import EnergyTracker
 from hamopt.errors import NonFiniteError
 from hamopt.experiments import runner as R
 from hamopt.experiments.store import STEP_COLUMNS, RunStore
@@ -113,23 +114,23 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
         ablations=None,
         reversibility=None,
     )
-    real_step = R.EnergyTracker.step
+    real_step = EnergyTracker.step
 
     def step(self, batch_loss):
         if type(self.optimizer).__name__ == "AdamW" and len(self.records) == 5:
             raise NonFiniteError("loss", 5, float("nan"))
         return real_step(self, batch_loss)
 
-    real_make = R.make_optimizer
+    real_make = R.DriftStudy.build_optimizer
 
-    def make(cfg, params, device="cpu"):
+    def make(self, cfg, params):
         if cfg.run_id == failing[0]:
             raise RuntimeError("boom")
-        return real_make(cfg, params, device)
+        return real_make(self, cfg, params)
 
     failing = [None]
-    monkeypatch.setattr(R.EnergyTracker, "step", step)
-    monkeypatch.setattr(R, "make_optimizer", make)
+    monkeypatch.setattr(EnergyTracker, "step", step)
+    monkeypatch.setattr(R.DriftStudy, "build_optimizer", make)
     steps = R.resolve_step_sizes(spec, R.calibrate(spec, R.load_data(spec)))
     failing[0] = R.plan_runs(spec, steps)[-1].run_id
     summary = R.run_sweep(spec, tmp_path / "d", progress=False, log=lambda s: None)
@@ -142,7 +143,7 @@ def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
     assert man["status_text"] == "diverged at step 5"
     assert len(_steps(tmp_path / "d", diverged[0].run_id)["step"]) == 5
     # diverged runs are final: a rerun skips them, the failed one is retried
-    monkeypatch.setattr(R, "make_optimizer", real_make)
+    monkeypatch.setattr(R.DriftStudy, "build_optimizer", real_make)
     again = R.run_sweep(spec, tmp_path / "d", progress=False, log=lambda s: None)
     assert [o.run_id for o in again.outcomes] == [failing[0]] and again.completed == 1
 

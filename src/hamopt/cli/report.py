@@ -27,6 +27,7 @@ def _report(out: str) -> int:
 
     files = write_report(out)
     print_table(files.table)
+    _print_gaps(files.accounting, out)
     verdicts = [c.verdict for c in files.claims]
     print(
         f"claims: {verdicts.count('held')} held, {verdicts.count('did not hold')} did not hold, "
@@ -34,3 +35,18 @@ def _report(out: str) -> int:
     )
     print(f"report: {files.html}")
     return 0
+
+
+def _print_gaps(accounting: object, out: str) -> None:
+    """Name the planned runs that are missing or damaged (on stderr), so none is silently lost."""
+    import sys
+
+    if accounting is None:
+        return
+    missing, damaged = accounting.missing, accounting.damaged
+    if missing:
+        print(f"{len(missing)} planned run(s) missing: {', '.join(missing)}", file=sys.stderr)
+    for run_id, why in damaged:
+        print(f"run {run_id} damaged: {why}", file=sys.stderr)
+    if missing or damaged:
+        print(f"rerun the sweep with --out {out} to complete them", file=sys.stderr)

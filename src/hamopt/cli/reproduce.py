@@ -1,20 +1,39 @@
-"""``hamopt reproduce --preset quick|cpu|paper --out DIR``: the study's protocol end to end, then the report."""
+"""``hamopt reproduce [--preset NAME] --out DIR``: a preset study end to end, then its report.
+
+Drift presets (``quick``, ``cpu``, ``paper``) run the reference study's protocol; symbreak presets
+(``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study. Both run on the lab's one
+engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
+``--data-root``, ``--threads``, ``--workers``, ``--no-progress``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+DRIFT_PRESETS = ("quick", "cpu", "paper")
+SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-124m")
+DEFAULT_PRESET = "quick"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="run a preset of the reference study's protocol and write its report")
-    p.add_argument("--preset", choices=("quick", "cpu", "paper", "symbreak-tiny", "symbreak-124m"), default="quick",
-                   help="quick: digits/MLP ~1 min; cpu: CIFAR-10 subset/ResNet ~10 min; paper: ResNet-18, GPU")
-    p.add_argument("--out", required=True, help="results directory (rerunning skips finished runs)")
+    p = sub.add_parser("reproduce", help="run a preset study and write its report")
+    p.add_argument(
+        "--preset", choices=DRIFT_PRESETS + SYMBREAK_PRESETS, default=DEFAULT_PRESET,
+        help="quick: digits/MLP ~1 min; cpu: CIFAR-10 subset/ResNet ~10 min; paper: ResNet-18, "
+        "GPU; symbreak-tiny: GPT attention symmetry study, CPU; symbreak-124m: the same on a GPU "
+        "(--data-root = token shards) (default: %(default)s)",
+    )
+    p.add_argument("--out", default=None,
+                   help="results directory (required unless --print-spec; rerunning skips "
+                   "finished runs)")
     p.add_argument("--device", default=None, help="override the preset's device (cpu, cuda, cuda:N)")
-    p.add_argument("--data-root", default=None, help="CIFAR-10 location (npz file or directory)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--data-root", default=None,
+                   help="data location: CIFAR-10 (npz file or directory) for drift presets, a "
+                   "directory of uint16 token shards for symbreak-124m")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process (1..1024; default: the preset's)")
     p.add_argument("--workers", type=int, default=None,
-                   help="runs in parallel processes (1..64; default: the spec's, 1 unless set)")
+                   help="runs in parallel processes (1..64; default: the preset's, 1 unless set)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-spec", action="store_true", help="print the preset's YAML and exit")
     p.set_defaults(func=_run)
@@ -26,35 +45,55 @@ def _run(args: argparse.Namespace) -> int:
     return guarded("reproduce", lambda: _reproduce(args))
 
 
-def _reproduce(args: argparse.Namespace) -> int:
-    if args.preset.startswith("symbreak-"):  # GPT attention study: hamopt.experiments.symbreak
-        from .symbreak import run_symbreak
-
-        return run_symbreak(args.preset, args.out, data=args.data_root, device=args.device)
-    from ..experiments.presets import load_preset, preset_text
-    from ..experiments.runner import run_sweep
+def _check_counts(args: argparse.Namespace) -> None:
     from ..experiments.spec import SpecError
-    from ..report import write_report
-    from ._lab import print_summary, print_table
 
-    if args.print_spec:
-        print(preset_text(args.preset))
-        return 0
     if args.threads is not None and not 1 <= args.threads <= 1024:
         raise SpecError(f"--threads must be in 1..1024, got {args.threads}")
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise SpecError(f"--workers must be in 1..64, got {args.workers}")
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from ..experiments.spec import SpecError
+
+    _check_counts(args)
+    if args.preset in SYMBREAK_PRESETS:
+        from .symbreak import print_symbreak_spec, run_symbreak
+
+        if args.print_spec:
+            return print_symbreak_spec(args.preset)
+        if args.out is None:
+            raise SpecError("--out is required (a results directory), unless --print-spec")
+        return run_symbreak(args.preset, args.out, data=args.data_root, device=args.device,
+                            threads=args.threads, workers=args.workers,
+                            progress=not args.no_progress)
+    from ..experiments.presets import load_preset, preset_text
+
+    if args.print_spec:
+        print(preset_text(args.preset))
+        return 0
+    if args.out is None:
+        raise SpecError("--out is required (a results directory), unless --print-spec")
     spec = load_preset(args.preset, device=args.device, threads=args.threads, workers=args.workers,
                        data_root=args.data_root)
     if spec.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise SpecError(f"preset {args.preset!r} runs on {spec.device!r} but CUDA is not available here; "
-                            "pass --device cpu to run it on the CPU (slow for 'paper')")
-    summary = run_sweep(spec, args.out, progress=not args.no_progress)
+            raise SpecError(f"preset {args.preset!r} runs on {spec.device!r} but CUDA is not available "
+                            "here; pass --device cpu to run it on the CPU (slow for 'paper')")
+    return _run_drift(spec, args.out, progress=not args.no_progress)
+
+
+def _run_drift(spec: object, out: str, *, progress: bool) -> int:
+    from ..experiments.runner import run_sweep
+    from ..report import write_report
+    from ._lab import print_summary, print_table
+
+    summary = run_sweep(spec, out, progress=progress)
     print_summary(summary)
-    files = write_report(args.out)
+    files = write_report(out)
     print_table(files.table)
     verdicts = [c.verdict for c in files.claims]
     print(f"claims: {verdicts.count('held')} held, {verdicts.count('did not hold')} did not hold, "

@@ -4,7 +4,19 @@ token shards). See :mod:`hamopt.experiments.symbreak`."""
 
 from __future__ import annotations
 
-PRESET_NAMES = ("symbreak-tiny", "symbreak-124m")
+import sys
+
+from ..experiments.symbreak import PRESET_NAMES
+
+__all__ = ["PRESET_NAMES", "print_symbreak_spec", "run_symbreak"]
+
+
+def print_symbreak_spec(preset: str) -> int:
+    """Print the preset's YAML (``--print-spec``)."""
+    from ..experiments.symbreak import preset_text
+
+    print(preset_text(preset))
+    return 0
 
 
 def run_symbreak(
@@ -15,26 +27,21 @@ def run_symbreak(
     steps: int | None = None,
     seeds: list[int] | None = None,
     device: str | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
 ) -> int:
     """Run a symbreak preset and print its table (``hamopt reproduce --preset symbreak-*``)."""
     from ..experiments.symbreak import format_table, run_preset
 
-    try:
-        summary = run_preset(
-            preset,
-            out,
-            data_dir=data,
-            steps=steps,
-            seeds=seeds,
-            device=device,
-            progress=lambda line: print(line, flush=True),
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise SystemExit(f"hamopt reproduce: error: {exc}") from None
+    summary = run_preset(
+        preset, out, data_dir=data, steps=steps, seeds=seeds, device=device, threads=threads,
+        workers=workers, progress=progress, log=lambda line: print(line, file=sys.stderr),
+    )
     print(format_table(summary.table))
     print(
         f"\n{summary.runs} runs ({summary.ran} run now, {summary.skipped} kept, "
-        f"{summary.failed} failed) "
+        f"{summary.diverged} diverged, {summary.failed} failed) "
         f"in {summary.wall_time_s:.0f} s; report: {summary.out / 'report.html'}"
     )
     return 1 if summary.failed else 0

@@ -16,10 +16,17 @@ r"""Analysis of a sweep directory (spec §6): drift per run, scaling fits, cap, 
   per-step energy series (H, ΔH^int, L) from the default run of the same configuration →
   ``ablations.csv``.
 * **timing** — wall time per step by optimiser and mode → ``timing.csv``.
+* **accounting** — the planned runs set against the directory
+  (:meth:`~hamopt.experiments.store.RunStore.accounting`): runs the plan lists but the directory
+  lacks, and runs whose manifest or steps are damaged, are named rather than silently counted out.
+
+A ``diverged`` run (loss or gradient non-finite, or training loss above
+:data:`~hamopt.experiments.engine.DIVERGENCE_FACTOR` × its initial loss) is left out of the fits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -32,7 +39,7 @@ import numpy as np
 from ..diagnostics import fit_loglog_slope, tail_median_abs
 from ..diagnostics.ablations import max_abs_difference
 from ..diagnostics.cap import engagement_rate, mean_ci
-from .store import RunStore, write_csv
+from .store import CorruptRunError, RunAccounting, RunStore, write_csv
 
 __all__ = [
     "DRIFT_COLUMNS",
@@ -126,11 +133,13 @@ class Analysis:
     reversibility: list[dict[str, Any]]
     timing: list[dict[str, Any]]
     excluded: list[dict[str, Any]]
+    accounting: RunAccounting | None = None
 
 
-def load_runs(out: str | Path) -> list[RunData]:
-    """Every finished run (completed, diverged or failed) with its steps; raises
-    :class:`~hamopt.experiments.store.CorruptRunError` naming a run whose Parquet is damaged."""
+def load_runs(out: str | Path, *, skip_damaged: bool = False) -> list[RunData]:
+    """Every finished run (completed, diverged or failed) with its steps. A run whose Parquet is
+    damaged raises :class:`~hamopt.experiments.store.CorruptRunError` naming it, or with
+    ``skip_damaged`` is left out (:meth:`RunStore.accounting` names it)."""
     store = RunStore(out)
     if not store.runs_dir.is_dir():
         raise FileNotFoundError(
@@ -139,8 +148,13 @@ def load_runs(out: str | Path) -> list[RunData]:
     runs = []
     for r in store.runs():
         if r.manifest is None:
-            continue  # in flight or killed: not a result
-        table = store.read_steps(r.run_id)
+            continue  # in flight, killed or damaged: not a result
+        try:
+            table = store.read_steps(r.run_id)
+        except CorruptRunError:
+            if skip_damaged:
+                continue
+            raise
         runs.append(RunData(r.run_id, r.manifest, table.to_pydict()))
     return runs
 
@@ -343,11 +357,26 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(fh))
     for row in rows:
         for k, v in row.items():
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 row[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-            except (ValueError, AttributeError):
-                pass
     return rows
+
+
+def _replan(meta: dict[str, Any]) -> list[str] | None:
+    """The run ids a stored ``spec.yaml`` plans (for directories written before ``plan.json``
+    was kept); None when the stored spec no longer parses."""
+    from .drift_setup import plan_runs
+    from .spec import SpecError, parse_spec
+
+    extras = ("resolved_step_sizes", "spec_hash", "stability_calibration")
+    steps = meta.get("resolved_step_sizes")
+    if not steps:
+        return None
+    try:
+        spec = parse_spec({k: v for k, v in meta.items() if k not in extras})
+        return [c.run_id for c in plan_runs(spec, steps)]
+    except (SpecError, KeyError, TypeError, IndexError, StopIteration):
+        return None
 
 
 def analyse(
@@ -357,11 +386,12 @@ def analyse(
     import yaml
 
     root = Path(out)
-    spec_file = root / "spec.yaml"
-    meta = yaml.safe_load(spec_file.read_text(encoding="utf-8")) if spec_file.exists() else {}
+    store = RunStore(root)
+    spec_text = store.read_text("spec.yaml")
+    meta = yaml.safe_load(spec_text) if spec_text else {}
     tail = tail_fraction if tail_fraction is not None else float(meta.get("tail_fraction", 0.2))
     boots = bootstrap if bootstrap is not None else int(meta.get("bootstrap", 1000))
-    runs = load_runs(root)
+    runs = load_runs(root, skip_damaged=True)
     if not runs:
         raise FileNotFoundError(
             f"{root} holds no finished runs: run `hamopt sweep SPEC --out {root}` first"
@@ -373,6 +403,9 @@ def analyse(
         for d in drift
         if d["ablation"] == "default" and d["status"] != "completed"
     ]
+    accounting = store.accounting(_replan(meta))
+    excluded += [{"run_id": rid, "status": "missing"} for rid in accounting.missing]
+    excluded += [{"run_id": rid, "status": f"damaged: {why}"} for rid, why in accounting.damaged]
     return Analysis(
         drift,
         table,
@@ -382,6 +415,7 @@ def analyse(
         read_csv(root / "reversibility.csv"),
         timing_rows(runs),
         excluded,
+        accounting,
     )
 
 

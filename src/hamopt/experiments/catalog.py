@@ -10,9 +10,13 @@ r"""An embedded SQL catalogue (DuckDB) over a sweep directory.
   the analysis CSVs when they exist.
 
 The view reads the Parquet files at query time, so the catalogue never goes stale for ``steps``;
-``runs`` is refreshed on every :func:`connect`. Example::
+``runs`` is refreshed on every :func:`connect`; runs whose files are damaged are left out (the
+report names them). :func:`open_catalog` opens an existing
+``catalog.duckdb`` **read-only** (for queries: it never rebuilds or writes). A catalogue locked by
+another process raises :class:`CatalogBusyError` with one line naming the file and the process.
+Example::
 
-    con = hamopt.experiments.catalog.connect("results/quick")
+    con = hamopt.experiments.catalog.open_catalog("results/quick")
     con.sql("SELECT optimizer, step_size, median(abs(delta_h_int)) FROM steps JOIN runs USING (run_id) "
             "GROUP BY ALL ORDER BY ALL").show()
 """
@@ -23,9 +27,41 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .store import RunStore
+from .store import CorruptRunError, OutputDirError, RunStore
 
-__all__ = ["build_catalog", "connect"]
+__all__ = ["CatalogBusyError", "build_catalog", "connect", "open_catalog"]
+
+CATALOG_NAME = "catalog.duckdb"
+
+
+class CatalogBusyError(OutputDirError):
+    """The catalogue file is locked by another process (one line: the file and the holder)."""
+
+
+def _open(path: str, *, read_only: bool) -> Any:
+    import duckdb
+
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" not in text.lower():
+            raise
+        holder = text.split("Conflicting lock is held in", 1)[-1].split(". See", 1)[0].strip()
+        raise CatalogBusyError(
+            f"catalogue {path} is locked by another process ({holder}); close that connection "
+            "and try again"
+        ) from None
+
+
+def open_catalog(out: str | Path) -> Any:
+    """A read-only DuckDB connection to ``out``'s existing ``catalog.duckdb``."""
+    path = Path(out) / CATALOG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: write it with `hamopt report {out}` (or `hamopt sweep`)"
+        )
+    return _open(str(path), read_only=True)
 
 _CSV_VIEWS = {
     "drift": "drift.csv",
@@ -42,21 +78,24 @@ def _sql_str(s: str) -> str:
 
 
 def connect(out: str | Path, *, persist: bool = True) -> Any:
-    """A DuckDB connection with the catalogue of ``out``; ``persist`` writes ``catalog.duckdb``."""
-    import duckdb
-
+    """A DuckDB connection with the (re)built catalogue of ``out``; ``persist`` writes
+    ``catalog.duckdb``, otherwise it lives in memory. Use :func:`open_catalog` to only read."""
     root = Path(out).resolve()
     store = RunStore(root)
     if not store.runs_dir.is_dir():
         raise FileNotFoundError(
             f"{out} has no runs/ directory: run `hamopt sweep SPEC --out {out}` first"
         )
-    con = duckdb.connect(str(root / "catalog.duckdb") if persist else ":memory:")
+    con = _open(str(root / CATALOG_NAME) if persist else ":memory:", read_only=False)
     rows = []
     for r in store.runs():
         m = r.manifest
-        if m is None or not (r.path / "steps.parquet").exists():
+        if m is None or not r.steps_path.exists():
             continue
+        try:
+            store.check_steps(r.run_id)
+        except CorruptRunError:
+            continue  # a damaged run is named by the report, never queried
         rows.append(
             (
                 r.run_id,
@@ -90,7 +129,7 @@ def connect(out: str | Path, *, persist: bool = True) -> Any:
     )
     if rows:
         con.executemany("INSERT INTO runs VALUES (" + ",".join(["?"] * 19) + ")", rows)
-        files = ", ".join(_sql_str(str(store.run_dir(r[0]) / "steps.parquet")) for r in rows)
+        files = ", ".join(_sql_str(str(root / store.steps_relpath(r[0]))) for r in rows)
         con.execute(
             f"CREATE VIEW steps AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
         )
@@ -116,4 +155,4 @@ def build_catalog(out: str | Path) -> Path:
     """Write ``DIR/catalog.duckdb`` and return its path."""
     con = connect(out, persist=True)
     con.close()
-    return Path(out) / "catalog.duckdb"
+    return Path(out) / CATALOG_NAME

@@ -6,6 +6,10 @@ Layout (see ``docs/lab.md``)::
     DIR/spec.hash                  SHA-256 of the normalised spec
     DIR/runs/<run_id>/steps.parquet  one row per step (columns: :data:`STEP_COLUMNS`)
     DIR/runs/<run_id>/manifest.json  config, seed, mode, dtype, device, versions, status, wall time
+    DIR/plan.json                  the run ids the spec planned, in order (for run accounting)
+
+This module is the only code that knows this layout: the run engine, the analysis, the report,
+the catalogue and the web page's results reader all go through :class:`RunStore`.
 
 Durability: every file is written to a temporary file in the same directory, flushed, fsynced
 and moved into place with ``os.replace``, so a reader sees the old file or the new one, never a
@@ -15,6 +19,12 @@ at most the run in flight and never leaves duplicate rows. A directory that alre
 different spec's results is refused (:class:`SpecMismatchError`). A ``steps.parquet`` that no
 longer reads is reported with its run id (:class:`CorruptRunError`); the next sweep moves it aside
 to ``steps.parquet.corrupt`` and reruns that run only.
+
+Every study keeps its own step columns: :class:`RunStore` takes the study's Parquet schema
+(default: the drift study's :data:`STEP_COLUMNS`) and records the column names in each manifest
+(``columns``), so a reader checks a run against the columns it was written with.
+:meth:`RunStore.accounting` sets the planned runs against what is on disk: done, failed,
+missing (never run, or killed in flight) and damaged (manifest or steps unreadable).
 """
 
 from __future__ import annotations
@@ -22,16 +32,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_bytes, atomic_write_text, write_csv, write_table_atomic
+
 __all__ = [
     "STEP_COLUMNS",
     "CorruptRunError",
     "OutputDirError",
+    "RunAccounting",
     "RunStore",
     "SpecMismatchError",
     "atomic_write_bytes",
@@ -55,6 +67,9 @@ STEP_COLUMNS = (
     "run_id",
 )
 FINAL_STATUSES = ("completed", "diverged")
+MANIFEST_NAME = "manifest.json"
+STEPS_NAME = "steps.parquet"
+PLAN_NAME = "plan.json"
 
 
 class OutputDirError(OSError):
@@ -71,68 +86,13 @@ class CorruptRunError(RuntimeError):
     def __init__(self, run_id: str, path: Path, detail: str) -> None:
         self.run_id = run_id
         self.path = path
+        self.detail = detail
         super().__init__(
             f"run {run_id!r}: {path} is corrupted ({detail}). Rerun only this run with "
             f"`hamopt sweep SPEC --out {path.parent.parent.parent}` (or `hamopt reproduce` with the "
             "same --out): the sweep moves the damaged file aside to steps.parquet.corrupt and redoes "
             "this run alone; every other run is kept."
         )
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[str]:
-    """A temporary file beside ``path`` to write; on success it is fsynced and moved onto
-    ``path`` (``os.replace``), on any error removed, so ``path`` is never half written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, _umask_mode())
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
-    with _atomic_target(Path(path)) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_table_atomic(path: Path, table: Any) -> None:
-    """Write a pyarrow Table as Parquet atomically."""
-    import pyarrow.parquet as pq
-
-    with _atomic_target(Path(path)) as tmp:
-        pq.write_table(table, tmp)
 
 
 def steps_schema() -> Any:
@@ -147,12 +107,31 @@ def steps_schema() -> Any:
 
 
 @dataclass(frozen=True)
+class RunAccounting:
+    """Planned runs set against the store: each list holds run ids in plan order.
+
+    ``done``: completed or diverged with readable steps; ``failed``: a failed manifest (retried by
+    the next sweep); ``missing``: planned but without a manifest (never run, or killed in flight);
+    ``damaged``: ``(run_id, reason)`` for a manifest or steps file that does not read back.
+    ``planned`` is None when the directory records no plan (written before plans were kept).
+    """
+
+    planned: tuple[str, ...] | None
+    done: tuple[str, ...]
+    failed: tuple[str, ...]
+    missing: tuple[str, ...]
+    damaged: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class StoredRun:
-    """A run found on disk: its id, manifest (None while in flight) and directory."""
+    """A run found on disk: its id, manifest (None while in flight or when unreadable),
+    directory, and why the manifest is damaged (None when it reads or is absent)."""
 
     run_id: str
     path: Path
     manifest: dict[str, Any] | None
+    damaged: str | None = None
 
     @property
     def status(self) -> str | None:
@@ -160,15 +139,48 @@ class StoredRun:
 
     @property
     def steps_path(self) -> Path:
-        return self.path / "steps.parquet"
+        return self.path / STEPS_NAME
 
 
 class RunStore:
     """A sweep directory: spec identity, run directories, atomic writes."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, schema: Any = None) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self._schema = schema
+
+    @property
+    def schema(self) -> Any:
+        """The pyarrow schema of ``steps.parquet`` (the drift study's unless given)."""
+        if self._schema is None:
+            self._schema = steps_schema()
+        return self._schema
+
+    # ------------------------------------------------------------------ layout names
+    @staticmethod
+    def manifest_relpath(run_id: str) -> Path:
+        """``runs/<run_id>/manifest.json`` relative to the root."""
+        return Path("runs") / run_id / MANIFEST_NAME
+
+    @staticmethod
+    def steps_relpath(run_id: str) -> Path:
+        """``runs/<run_id>/steps.parquet`` relative to the root."""
+        return Path("runs") / run_id / STEPS_NAME
+
+    def path(self, name: str) -> Path:
+        """A top-level file of the directory (``spec.yaml``, ``table.csv``, ...)."""
+        return self.root / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a top-level file atomically; return its path."""
+        atomic_write_text(self.path(name), text)
+        return self.path(name)
+
+    def read_text(self, name: str) -> str | None:
+        """A top-level file's text, or None when it does not exist."""
+        f = self.path(name)
+        return f.read_text(encoding="utf-8") if f.is_file() else None
 
     # ------------------------------------------------------------------ opening
     def check(self, spec_hash: str) -> None:
@@ -219,10 +231,8 @@ class RunStore:
     def clean_temporaries(self) -> None:
         """Remove temp files left by a write that was killed half-way (never a committed file)."""
         for tmp in self.root.rglob(".*.tmp"):
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            except OSError:
-                pass
 
     def read_hash(self) -> str | None:
         f = self.root / "spec.hash"
@@ -232,27 +242,85 @@ class RunStore:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def manifest(self, run_id: str) -> dict[str, Any] | None:
-        f = self.run_dir(run_id) / "manifest.json"
+    def _read_manifest(self, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """``(manifest, None)``, ``(None, None)`` when absent, ``(None, reason)`` when damaged."""
+        f = self.run_dir(run_id) / MANIFEST_NAME
         if not f.exists():
-            return None
+            return None, None
         try:
-            return json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"manifest.json unreadable ({type(exc).__name__})"
+        if not isinstance(data, dict) or "status" not in data:
+            return None, "manifest.json has no status"
+        return data, None
+
+    def manifest(self, run_id: str) -> dict[str, Any] | None:
+        """The run's manifest, or None when it is absent or damaged."""
+        return self._read_manifest(run_id)[0]
 
     def runs(self) -> Iterator[StoredRun]:
         if not self.runs_dir.is_dir():
             return
         for d in sorted(self.runs_dir.iterdir()):
             if d.is_dir():
-                yield StoredRun(d.name, d, self.manifest(d.name))
+                manifest, damaged = self._read_manifest(d.name)
+                yield StoredRun(d.name, d, manifest, damaged)
+
+    # ------------------------------------------------------------------ plan and accounting
+    def write_plan(self, run_ids: list[str]) -> None:
+        """Record the run ids the spec plans (in order), for :meth:`accounting`."""
+        self.write_text(PLAN_NAME, json.dumps({"runs": list(run_ids)}, indent=1) + "\n")
+
+    def planned(self) -> list[str] | None:
+        """The recorded plan, or None when none was recorded."""
+        text = self.read_text(PLAN_NAME)
+        if text is None:
+            return None
+        try:
+            runs = json.loads(text)["runs"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return [str(r) for r in runs]
+
+    def accounting(self, fallback_plan: list[str] | None = None) -> RunAccounting:
+        """Every planned run (and every run found on disk) as done, failed, missing or damaged.
+        The recorded plan is used; ``fallback_plan`` only when none was recorded."""
+        plan = self.planned()
+        if plan is None:
+            plan = fallback_plan
+        on_disk = {r.run_id: r for r in self.runs()}
+        order = list(plan) if plan is not None else []
+        order += [rid for rid in on_disk if rid not in set(order)]
+        done, failed, missing, damaged = [], [], [], []
+        for rid in order:
+            r = on_disk.get(rid)
+            if r is not None and r.damaged is not None:
+                damaged.append((rid, r.damaged))
+            elif r is None or r.manifest is None:
+                missing.append(rid)
+            elif r.status == "failed":
+                failed.append(rid)
+            else:
+                try:
+                    self.check_steps(rid)
+                except CorruptRunError as exc:
+                    damaged.append((rid, f"steps.parquet unreadable ({exc.detail})"))
+                    continue
+                done.append(rid)
+        return RunAccounting(
+            None if plan is None else tuple(plan),
+            tuple(done),
+            tuple(failed),
+            tuple(missing),
+            tuple(damaged),
+        )
 
     def check_steps(self, run_id: str) -> None:
         """Raise :class:`CorruptRunError` if the run's Parquet file does not read back whole."""
         import pyarrow.parquet as pq
 
-        path = self.run_dir(run_id) / "steps.parquet"
+        path = self.run_dir(run_id) / STEPS_NAME
         try:
             meta = pq.read_metadata(path)
             table = pq.read_table(path)
@@ -262,10 +330,11 @@ class RunStore:
             raise CorruptRunError(
                 run_id, path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             ) from None
-        missing = [c for c in STEP_COLUMNS if c not in table.column_names]
+        man = self.manifest(run_id) or {}
+        expected = man.get("columns") or self.schema.names
+        missing = [c for c in expected if c not in table.column_names]
         if missing:
             raise CorruptRunError(run_id, path, f"missing columns {missing}")
-        man = self.manifest(run_id) or {}
         if "rows" in man and man["rows"] != meta.num_rows:
             raise CorruptRunError(
                 run_id, path, f"{meta.num_rows} rows, manifest says {man['rows']}"
@@ -274,20 +343,25 @@ class RunStore:
     def is_done(self, run_id: str) -> bool:
         """True when the run has a final manifest (completed/diverged) and readable steps.
 
-        A damaged ``steps.parquet`` is moved aside to ``steps.parquet.corrupt`` (kept, never
+        A damaged manifest is moved aside to ``manifest.json.corrupt``; a damaged
+        ``steps.parquet`` is moved aside to ``steps.parquet.corrupt`` (kept, never
         deleted) and the run counts as not done, so the sweep redoes it alone.
         """
-        man = self.manifest(run_id)
+        man, damaged = self._read_manifest(run_id)
+        if damaged is not None:  # kept aside for inspection; the run is redone
+            d = self.run_dir(run_id)
+            os.replace(d / MANIFEST_NAME, d / f"{MANIFEST_NAME}.corrupt")
+            return False
         if man is None or man.get("status") not in FINAL_STATUSES:
             return False
         try:
             self.check_steps(run_id)
         except CorruptRunError:
             d = self.run_dir(run_id)
-            src = d / "steps.parquet"
+            src = d / STEPS_NAME
             if src.exists():
                 os.replace(src, d / "steps.parquet.corrupt")
-            os.replace(d / "manifest.json", d / "manifest.json.corrupt")
+            os.replace(d / MANIFEST_NAME, d / f"{MANIFEST_NAME}.corrupt")
             return False
         return True
 
@@ -295,25 +369,28 @@ class RunStore:
         """Start (or restart) a run: an empty run directory apart from kept ``*.corrupt`` files."""
         d = self.run_dir(run_id)
         d.mkdir(parents=True, exist_ok=True)
-        for name in ("steps.parquet", "manifest.json"):
+        for name in (STEPS_NAME, MANIFEST_NAME):
             f = d / name
             if f.exists():
                 f.unlink()
         return d
 
     def commit(self, run_id: str, rows: dict[str, list[Any]], manifest: dict[str, Any]) -> None:
-        """Write the run's steps (atomically), then its manifest (atomically, the commit mark)."""
+        """Write the run's steps (atomically, in :attr:`schema`; absent columns are null, a
+        ``run_id`` column is filled in), then its manifest (atomically, the commit mark)."""
         import pyarrow as pa
 
         d = self.run_dir(run_id)
         n = len(rows["step"])
-        data = {c: rows.get(c, [None] * n) for c in STEP_COLUMNS if c != "run_id"}
-        data["run_id"] = [run_id] * n
-        table = pa.Table.from_pydict(data, schema=steps_schema())
-        write_table_atomic(d / "steps.parquet", table)
-        manifest = dict(manifest, rows=n)
+        schema = self.schema
+        data = {c: rows.get(c, [None] * n) for c in schema.names}
+        if "run_id" in schema.names:
+            data["run_id"] = [run_id] * n
+        table = pa.Table.from_pydict(data, schema=schema)
+        write_table_atomic(d / STEPS_NAME, table)
+        manifest = dict(manifest, rows=n, columns=list(schema.names))
         atomic_write_text(
-            d / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str)
+            d / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True, default=str)
         )
 
     def read_steps(self, run_id: str) -> Any:
@@ -321,18 +398,4 @@ class RunStore:
         import pyarrow.parquet as pq
 
         self.check_steps(run_id)
-        return pq.read_table(self.run_dir(run_id) / "steps.parquet")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Write dict rows as CSV atomically (``columns`` fixes the order; empty tables keep the header)."""
-    import csv
-    import io
-
-    cols = columns or (list(rows[0].keys()) if rows else [])
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
-    atomic_write_text(Path(path), buf.getvalue())
+        return pq.read_table(self.run_dir(run_id) / STEPS_NAME)

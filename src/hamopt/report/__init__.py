@@ -19,12 +19,14 @@ __all__ = ["Claim", "ReportFiles", "evaluate_claims", "write_report"]
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """Paths written by :func:`write_report` and the claim verdicts."""
+    """Paths written by :func:`write_report`, the claim verdicts and the run accounting
+    (:class:`~hamopt.experiments.store.RunAccounting`)."""
 
     html: Path
     table: Path
     figures: tuple[Path, ...]
     claims: tuple[Claim, ...]
+    accounting: Any = None
 
 
 def _ablation_series(out: Path, analysis: Any) -> dict[str, dict[str, list[Any]]]:
@@ -43,26 +45,32 @@ def _ablation_series(out: Path, analysis: Any) -> dict[str, dict[str, list[Any]]
     return series
 
 
-def _meta(out: Path, analysis: Any) -> tuple[str, dict[str, Any]]:
-    import json
-
-    import yaml
-
-    spec = (
-        yaml.safe_load((out / "spec.yaml").read_text(encoding="utf-8"))
-        if (out / "spec.yaml").exists()
-        else {}
-    )
-    manifests = []
-    for d in analysis.drift[:1]:
-        f = out / "runs" / d["run_id"] / "manifest.json"
-        if f.exists():
-            manifests.append(json.loads(f.read_text(encoding="utf-8")))
-    versions = manifests[0].get("versions", {}) if manifests else {}
+def _runs_line(analysis: Any) -> str:
+    """How many runs the plan lists and what became of each, missing and damaged included."""
     status = {
         s: sum(d["status"] == s for d in analysis.drift)
         for s in ("completed", "diverged", "failed")
     }
+    acc = analysis.accounting
+    parts = [f"{status['completed']} completed", f"{status['diverged']} diverged",
+             f"{status['failed']} failed"]
+    if acc is not None:
+        parts += [f"{len(acc.missing)} missing", f"{len(acc.damaged)} damaged"]
+    planned = len(acc.planned) if acc is not None and acc.planned is not None else None
+    head = f"{planned} planned" if planned is not None else f"{len(analysis.drift)}"
+    return f"{head} ({', '.join(parts)})"
+
+
+def _meta(out: Path, analysis: Any) -> tuple[str, dict[str, Any]]:
+    import yaml
+
+    from ..experiments.store import RunStore
+
+    store = RunStore(out)
+    spec_text = store.read_text("spec.yaml")
+    spec = yaml.safe_load(spec_text) if spec_text else {}
+    manifests = [m for d in analysis.drift[:1] if (m := store.manifest(d["run_id"])) is not None]
+    versions = manifests[0].get("versions", {}) if manifests else {}
     ds = spec.get("dataset", {})
     model = spec.get("model", {})
     meta = {
@@ -74,8 +82,7 @@ def _meta(out: Path, analysis: Any) -> tuple[str, dict[str, Any]]:
         "seeds": ", ".join(str(s) for s in spec.get("seeds", [])),
         "dtype / device": f"{spec.get('dtype')} / {spec.get('device')}",
         "threads": manifests[0].get("threads") if manifests else "?",
-        "runs": f"{len(analysis.drift)} ({status['completed']} completed, {status['diverged']} diverged, "
-        f"{status['failed']} failed)",
+        "runs": _runs_line(analysis),
         "step sizes as run": "; ".join(
             f"{k}: {v}" for k, v in (spec.get("resolved_step_sizes") or {}).items()
         ),
@@ -99,8 +106,10 @@ NOTES = (
     "half-kick. The last step of a streaming run has no ΔH^traj/ΔH^int (they would need one more gradient).",
     "δ_t = L_{B_{t+1}}(θ_{t+1}) − L_{B_t}(θ_{t+1}); ΔH^traj_t = ΔH^int_t + δ_t. For the last step the lab runs one "
     "extra forward pass on the next batch.",
-    "Fits: one point per (step size, seed) over completed default runs; diverged runs have no tail and are left "
-    "out (listed below). Bootstrap: 1000 (spec: bootstrap) resamples of the seeds with replacement.",
+    "Fits: one point per (step size, seed) over completed default runs; diverged runs (loss or gradient "
+    "non-finite, or training loss above 10³ × the run's initial loss) are left out and listed below, with "
+    "any run the plan lists that is missing or damaged. Bootstrap: 1000 (spec: bootstrap) resamples of the "
+    "seeds with replacement.",
     "Energy conventions (spec §5): Leapfrog K = ½Σm‖p‖², step = dt; SGD-momentum K = ½·lr·‖b‖², AdamW "
     "K = ½·lr·Σm̂²/(√v̂+ε), step = lr.",
     "Time per step is the median wall time of each optimiser's completed runs; runs of different "
@@ -109,8 +118,8 @@ NOTES = (
     "Memory ablations: thrash writes and reads a buffer of twice the last-level cache before every loss "
     "evaluation (so between the two half-kicks); scramble moves every parameter and optimiser state tensor to "
     "fresh, shifted storage after each step.",
-    'Query every step with SQL: python -c "from hamopt.experiments.catalog import connect; '
-    "connect('DIR').sql('SELECT * FROM steps JOIN runs USING (run_id) LIMIT 5').show()\"",
+    'Query every step with SQL (read-only): python -c "from hamopt.experiments.catalog import open_catalog; '
+    "open_catalog('DIR').sql('SELECT * FROM steps JOIN runs USING (run_id) LIMIT 5').show()\"",
 )
 
 
@@ -138,5 +147,6 @@ def write_report(out: str | Path) -> ReportFiles:
     atomic_write_text(root / "report.html", page)
     build_catalog(root)
     return ReportFiles(
-        root / "report.html", root / "table.csv", tuple(figures.values()), tuple(claims)
+        root / "report.html", root / "table.csv", tuple(figures.values()), tuple(claims),
+        analysis.accounting,
     )

@@ -153,7 +153,10 @@ drift(δ)/drift(ΔH^int); <i>traj_follows</i> names the part whose slope the tra
 {_table(a.timing)}
 
 <h2>Runs left out of the fits</h2>
-{_table(a.excluded) if a.excluded else "<p class='note'>none: every default run completed</p>"}
+<p class='note'>Default runs that diverged or failed, and every planned run that is missing (never run, or
+killed in flight) or damaged (manifest or steps unreadable; the next sweep redoes it).</p>
+{_table(a.excluded) if a.excluded else
+ "<p class='note'>none: every planned run is here and every default run completed</p>"}
 
 <h2>Method notes</h2>
 <ul>{notes_html}</ul>

@@ -12,6 +12,9 @@ Layout read here (written by ``hamopt sweep`` / ``hamopt reproduce``)::
     DIR/figures/*.png       the static figures of the report
     DIR/runs/<run_id>/manifest.json, steps.parquet   one run's configuration and per-step series
 
+The run layout's names come from :class:`hamopt.experiments.store.RunStore` (the only code that
+knows it); this module adds the guard.
+
 Path guard: every path a user supplies (a sub-directory, a run id) is resolved — symlinks
 followed — and must stay inside the root given on the command line; otherwise
 :class:`PathOutsideResultsError`. Run ids must be a single path component of letters, digits
@@ -162,14 +165,20 @@ class ResultsDir:
         return out
 
     # ------------------------------------------------------------------ runs
+    def _store(self) -> Any:
+        from ..experiments.store import RunStore
+
+        return RunStore(self.root)
+
     def run_ids(self) -> list[str]:
         """Run ids that have a ``steps.parquet`` inside the root, sorted."""
-        runs = self.resolve("runs")
+        store = self._store()
+        runs = self.resolve(store.runs_dir.relative_to(self.root))
         if not runs.is_dir():
             return []
         ids = []
         for d in sorted(runs.iterdir()):
-            if RUN_ID.match(d.name) and self.has(f"runs/{d.name}/steps.parquet"):
+            if RUN_ID.match(d.name) and self.has(str(store.steps_relpath(d.name))):
                 ids.append(d.name)
         return ids
 
@@ -179,22 +188,23 @@ class ResultsDir:
             raise PathOutsideResultsError(
                 f"run id {run_id!r} is not a single name of letters, digits and ._=+- characters"
             )
-        path = self.resolve(Path("runs") / run_id)
+        store = self._store()
+        path = self.resolve(store.steps_relpath(run_id).parent)
         if not path.is_dir():
-            raise MissingResultError(f"no run {run_id!r} in {self.root / 'runs'}")
+            raise MissingResultError(f"no run {run_id!r} in {store.runs_dir}")
         return path
 
     def run(self, run_id: str) -> RunSeries:
         """The manifest and per-step columns of one run."""
         import pyarrow.parquet as pq
 
-        folder = self.run_dir(run_id)
-        rel = folder.relative_to(self.root)
-        manifest_path = self.resolve(rel / "manifest.json")
+        self.run_dir(run_id)
+        store = self._store()
+        manifest_path = self.resolve(store.manifest_relpath(run_id))
         manifest = (
             json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
         )
-        table = pq.read_table(self.file(str(rel / "steps.parquet")))
+        table = pq.read_table(self.file(str(store.steps_relpath(run_id))))
         names = [c for c in ("step", *SERIES_COLUMNS) if c in table.column_names]
         columns = {}
         for c in names:

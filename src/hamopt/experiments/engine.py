@@ -1,0 +1,320 @@
+r"""The lab's run engine: the one loop that every study (drift, symmetry breaking, ...) runs on.
+
+A study (:class:`Study`) supplies only what is specific to it: its identity (spec hash and YAML),
+its shared data, its plan (a list of run configs with a ``run_id``), the per-run setup
+(:meth:`Study.start` → a :class:`StudyRun` that trains step ``t`` and returns its loss), its
+rows, manifest fields and Parquet schema. The engine (:func:`run_study`) does the rest, the same
+way for every study:
+
+* **plan and resume** — the plan is recorded in the store; a run already ``completed`` or
+  ``diverged`` with readable steps is skipped, a ``failed`` run and a run killed in flight are
+  redone (:meth:`~hamopt.experiments.store.RunStore.is_done`);
+* **spec-hash guard** — a directory holding another spec's results is refused before anything
+  is loaded or written (:meth:`~hamopt.experiments.store.RunStore.check`);
+* **divergence** — a run is ``diverged`` at step ``t`` when its loss or gradient goes non-finite
+  (the optimiser or tracker raises :class:`hamopt.NonFiniteError` before recording step ``t``:
+  the rows before ``t`` are kept) or when the loss the study reports for step ``t`` is
+  non-finite or explodes, ``L_t > divergence_factor · |L_0|`` (default
+  :data:`DIVERGENCE_FACTOR` = 10³; the rows up to and including ``t`` are kept and the run stops
+  there). Any other exception makes
+  the run ``failed`` with the error text; the sweep goes on with the next run;
+* **commit** — rows then manifest, atomically, through :class:`~hamopt.experiments.store.RunStore`;
+* **workers and threads** — ``study.workers`` spawned processes (each loads the shared data once,
+  each run is self-contained so its series do not depend on the process), ``study.threads``
+  torch threads per process;
+* **progress** — one bar over all the steps still to run (``progress=False`` for none).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import NonFiniteError
+from .provenance import versions
+from .store import RunStore
+
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "RunOutcome",
+    "Study",
+    "StudyRun",
+    "SweepSummary",
+    "execute",
+    "run_study",
+]
+
+DIVERGENCE_FACTOR = 1e3
+"""A run whose training loss exceeds this multiple of its initial loss is ``diverged``."""
+
+
+class StudyRun(ABC):
+    """One run in flight: the model, data and optimiser a study set up for a run config."""
+
+    @abstractmethod
+    def step(self, t: int) -> float:
+        """Train step ``t``; return its training loss ``L_t`` (before the step's update)."""
+
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """After the last step of a run that did not diverge (e.g. one closing forward pass)."""
+
+    @abstractmethod
+    def rows(self) -> dict[str, list[Any]]:
+        """The per-step rows so far, column → list (also called after a divergence)."""
+
+
+class Study(ABC):
+    """What makes a study: identity, data, plan, per-run setup, manifest fields and schema.
+
+    Attributes read by the engine: ``steps`` (steps per run), ``threads`` (torch threads or None),
+    ``workers`` (processes), ``divergence_factor``.
+    """
+
+    steps: int
+    threads: int | None = None
+    workers: int = 1
+    divergence_factor: float = DIVERGENCE_FACTOR
+
+    @abstractmethod
+    def identity(self) -> tuple[str, str]:
+        """``(spec_hash, spec_yaml)``: what the spec-hash guard compares and what is stored."""
+
+    @abstractmethod
+    def schema(self) -> Any:
+        """The pyarrow schema of a run's ``steps.parquet``."""
+
+    def load(self) -> None:  # noqa: B027 - optional hook
+        """Load what every run shares (the data set); called once per process."""
+
+    @abstractmethod
+    def plan(self, store: RunStore, log: Callable[[str], None]) -> list[Any]:
+        """The run configs in order (each with a ``run_id``); may write study files to ``store``."""
+
+    @abstractmethod
+    def start(self, cfg: Any) -> StudyRun:
+        """Set up one run (model, data stream, optimiser)."""
+
+    @abstractmethod
+    def run_manifest(self, cfg: Any, run: StudyRun | None) -> dict[str, Any]:
+        """The study's manifest fields of a run (``run`` is None when its setup failed)."""
+
+    def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:  # noqa: B027
+        """After the runs (e.g. the drift study's reversibility table)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Worker processes get the study without its loaded data (:meth:`load` reloads it)."""
+        return {k: None if k.startswith("_loaded") else v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str
+    diverged_at_step: int | None
+    error: str | None
+    rows: int
+    wall_time_s: float
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep did: counts by outcome and the wall time."""
+
+    out: str
+    planned: int
+    skipped: int
+    completed: int
+    diverged: int
+    failed: int
+    wall_time_s: float
+    outcomes: tuple[RunOutcome, ...] = ()
+
+
+def _exploded(loss: float, initial: float, factor: float) -> bool:
+    limit = factor * abs(initial)
+    return limit > 0 and loss > limit
+
+
+def execute(
+    study: Study, cfg: Any, *, on_step: Callable[[int], None] | None = None
+) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Train one run; return ``(rows, manifest)``. Never raises for a diverged or failed run."""
+    started = time.time()
+    t0 = time.perf_counter()
+    run: StudyRun | None = None
+    status, diverged_at, error, reason = "completed", None, None, None
+    try:
+        run = study.start(cfg)
+        initial = None
+        for t in range(study.steps):
+            loss = float(run.step(t))
+            if on_step is not None:
+                on_step(1)
+            initial = loss if initial is None else initial
+            if not math.isfinite(loss):
+                status, diverged_at, reason = "diverged", t, f"non-finite loss {loss!r}"
+                break
+            if _exploded(loss, initial, study.divergence_factor):
+                status, diverged_at = "diverged", t
+                reason = (f"loss {loss:.4g} > {study.divergence_factor:g} x initial loss "
+                          f"{initial:.4g}")
+                break
+        else:
+            run.finish()
+    except NonFiniteError as exc:
+        rows_done = 0 if run is None else len(run.rows().get("step", []))
+        status, diverged_at, error, reason = "diverged", rows_done, str(exc), str(exc)
+    except Exception as exc:  # a failed run is recorded, and the sweep goes on
+        status = "failed"
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    rows = {"step": []} if run is None else run.rows()
+    wall = time.perf_counter() - t0
+    text = {
+        "completed": "completed",
+        "diverged": f"diverged at step {diverged_at}",
+        "failed": f"failed: {(error or '').splitlines()[0] if error else ''}",
+    }[status]
+    spec_hash, _ = study.identity()
+    manifest = {
+        "run_id": cfg.run_id,
+        "config": asdict(cfg) if is_dataclass(cfg) else dict(cfg.__dict__),
+        "threads": torch.get_num_threads(),
+        "steps_requested": study.steps,
+        "spec_hash": spec_hash,
+        "status": status,
+        "status_text": text,
+        "diverged_at_step": diverged_at,
+        "divergence_factor": study.divergence_factor,
+        "divergence_reason": reason,
+        "error": error,
+        "wall_time_s": wall,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "versions": versions(),
+    }
+    manifest.update(study.run_manifest(cfg, run))
+    return rows, manifest
+
+
+def _run_and_commit(
+    study: Study, cfg: Any, store: RunStore, on_step: Callable[[int], None] | None = None
+) -> RunOutcome:
+    store.begin(cfg.run_id)
+    rows, manifest = execute(study, cfg, on_step=on_step)
+    store.commit(cfg.run_id, rows, manifest)
+    return RunOutcome(cfg.run_id, manifest["status"], manifest["diverged_at_step"],
+                      manifest["error"], len(rows["step"]), manifest["wall_time_s"])
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(study: Study, out: str) -> None:
+    if study.threads is not None:
+        torch.set_num_threads(study.threads)
+    study.load()
+    _WORKER.update(study=study, store=RunStore(out, schema=study.schema()))
+
+
+def _worker_run(cfg: Any) -> RunOutcome:
+    return _run_and_commit(_WORKER["study"], cfg, _WORKER["store"])
+
+
+def _run_parallel(study: Study, store: RunStore, todo: list[Any], bar: Any,
+                  finished: Callable[[RunOutcome, int], None]) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(study.workers, len(todo)), mp_context=ctx,
+                             initializer=_worker_init, initargs=(study, str(store.root))) as pool:
+        futures = {pool.submit(_worker_run, cfg): i for i, cfg in enumerate(todo)}
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            if bar is not None:
+                bar.update(study.steps)
+            finished(outcome, futures[fut])
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the lab extra
+        return None
+    return tqdm(total=total, unit="step", dynamic_ncols=True, smoothing=0.05, mininterval=0.5,
+                desc="sweep", file=sys.stderr)
+
+
+def run_study(
+    study: Study,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SweepSummary:
+    """Run every planned run of ``study`` not yet done in ``out`` (see the module docstring)."""
+    say = log or (lambda s: print(s, file=sys.stderr))
+    t_start = time.perf_counter()
+    store = RunStore(out, schema=study.schema())
+    spec_hash, spec_yaml = study.identity()
+    store.check(spec_hash)  # refuse a bad --out before loading anything
+    study.load()  # missing data fails here, before anything is written
+    store.prepare(spec_hash, spec_yaml)
+    threads_before = torch.get_num_threads()
+    if study.threads is not None:
+        torch.set_num_threads(study.threads)
+    try:
+        return _sweep(study, store, say, progress, t_start)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: bool,
+           t_start: float) -> SweepSummary:
+    plan = study.plan(store, say)
+    store.write_plan([c.run_id for c in plan])
+    todo = [c for c in plan if not store.is_done(c.run_id)]
+    skipped = len(plan) - len(todo)
+    if skipped:
+        say(f"{skipped} of {len(plan)} runs already done in {store.root}; "
+            f"running the other {len(todo)}")
+    bar = _progress(len(todo) * study.steps, progress)
+    done: list[tuple[int, RunOutcome]] = []
+
+    def finished(outcome: RunOutcome, index: int) -> None:
+        done.append((index, outcome))
+        if bar is not None:
+            bar.set_postfix_str(f"run {len(done)}/{len(todo)} {outcome.run_id}", refresh=False)
+        if outcome.status == "failed":
+            say(f"run {outcome.run_id} failed: {(outcome.error or '').splitlines()[0]}")
+
+    try:
+        if study.workers > 1 and len(todo) > 1:
+            _run_parallel(study, store, todo, bar, finished)
+        else:
+            for i, cfg in enumerate(todo):
+                if bar is not None:
+                    bar.set_postfix_str(f"run {i + 1}/{len(todo)} {cfg.run_id}", refresh=False)
+                outcome = _run_and_commit(study, cfg, store, None if bar is None else bar.update)
+                if bar is not None and outcome.rows < study.steps:
+                    bar.update(study.steps - outcome.rows)
+                finished(outcome, i)
+    finally:
+        if bar is not None:
+            bar.close()
+    study.after_runs(store, say)
+    outcomes = [o for _, o in sorted(done, key=lambda d: d[0])]
+    count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "diverged", "failed")}
+    return SweepSummary(str(store.root), len(plan), skipped, count["completed"],
+                        count["diverged"], count["failed"], time.perf_counter() - t_start,
+                        tuple(outcomes))
