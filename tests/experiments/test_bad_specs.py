@@ -123,6 +123,11 @@ CASES: list[tuple[str, Any, str]] = [
     ("unknown optimiser type", _changed("optimizers.0.type", "sgdd"), "optimizers[0].type"),
     ("optimiser name with a space", _changed("optimizers.0.name", "leap frog"), "optimizers[0].name"),
     ("ablation of no optimiser", _changed("ablations.optimizer", "nadam"), "ablations.optimizer"),
+    ("step size as a boolean", _changed("optimizers.2.step_sizes", [True]), "optimizers[2].step_sizes[0]"),
+    ("friction as a boolean", _changed("optimizers.0.hyper", {"gamma": True}), "optimizers[0]: hyper.gamma"),
+    ("momentum as a boolean", _changed("optimizers.3.hyper", {"momentum": True}), "optimizers[3]: hyper.momentum"),
+    ("full dampening", _changed("optimizers.3.hyper", {"dampening": 1.0}), "optimizers[3]: hyper.dampening"),
+    ("nesterov momentum", _changed("optimizers.3.hyper", {"nesterov": True}), "optimizers[3]: hyper.nesterov"),
     # ---- device and dtype
     ("device gpu", _changed("device", "gpu"), "device"),
     ("device empty", _changed("device", ""), "device"),

@@ -83,6 +83,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise SpecError(f"preset {args.preset!r} runs on {spec.device!r} but CUDA is not available "
                             "here; pass --device cpu to run it on the CPU (slow for 'paper')")
+    from ..experiments.spec_load import check_runnable
+
+    check_runnable(spec, source=f"preset {args.preset!r}")  # other devices, dtype, data: before any write
     return _run_drift(spec, args.out, progress=not args.no_progress)
 
 

@@ -36,8 +36,8 @@ buffer along the first gradient), so for the symmetric model they stay at zero t
 
 * ``"momentum"``: the optimiser's own momentum, read by its optimiser family
   (:meth:`hamopt.families.Family.momentum_reader`): Leapfrog/Euler their stored momentum; SGD
-  with momentum ``P = −√lr · b`` (velocity ``−lr b`` over ``h = √lr``, the convention of
-  :mod:`hamopt.energy`).
+  with momentum μ and dampening d ``P = −√(lr/(1−d)) · b`` (velocity ``−lr b`` over
+  ``h = √(lr(1−d))``, the convention of :mod:`hamopt.energy`).
 * ``"displacement"``: ``P = (θ_{t+1} − θ_t) / h`` with ``h = convention_for(opt).time_step(opt)``;
   this needs :meth:`NoetherMonitor.before_step`. (``X Δᵀ − Δ Xᵀ`` is the same at θ_t and θ_{t+1}.)
 * ``"auto"``: momentum where a reader exists, displacement otherwise (AdamW, ECD).

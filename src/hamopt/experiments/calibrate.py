@@ -5,11 +5,11 @@ Linearised about θ with Hessian ``H`` of the loss:
 * Leapfrog with inverse mass ``M⁻¹`` (γ = 0) is stable iff ``dt² λ < 4`` for every eigenvalue λ
   of ``M⁻¹H``, so ``dt_c = 2 / √λ_max(M⁻¹H)``. The eigenvalues of ``M⁻¹H`` are those of the
   symmetric ``M^{-½} H M^{-½}``, which power iteration handles.
-* Heavy-ball SGD with momentum β (torch semantics) is stable iff ``lr λ_max(H) < 2(1 + β)``,
-  so ``lr_c = 2(1 + β) / λ_max(H)``.
+* Heavy-ball SGD with momentum β and dampening d (torch semantics) is stable iff
+  ``lr (1 − d) λ_max(H) < 2(1 + β)``, so ``lr_c = 2(1 + β) / ((1 − d) λ_max(H))``.
 
 The spec's ``stability_fractions`` are fractions ``f`` of the limit in units of the Hamiltonian
-time step (``h = dt`` for Leapfrog, ``h = √lr`` for SGD), so ``dt = f·dt_c`` and ``lr = f²·lr_c``
+time step (``h = dt`` for Leapfrog, ``h = √(lr(1−d))`` for SGD), so ``dt = f·dt_c`` and ``lr = f²·lr_c``
 put both optimisers at the same point of their own stability range.
 
 The eigenvalue comes from power iteration on Hessian–vector products (double back-propagation)

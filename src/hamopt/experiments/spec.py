@@ -8,7 +8,7 @@ range, before anything is computed.
 
 Step sizes are given either literally (``step_sizes: [0.002, 0.0025]``) or as fractions of the
 linear stability limit measured on the problem at initialisation (``stability_fractions``), in
-units of the Hamiltonian time step ``h`` (``h = dt`` for Leapfrog/Euler, ``h = √lr`` for SGD
+units of the Hamiltonian time step ``h`` (``h = dt`` for Leapfrog/Euler, ``h = √(lr(1−d))`` for SGD
 with momentum): ``dt = f · dt_c`` and ``lr = f² · lr_c`` (see :mod:`hamopt.experiments.calibrate`).
 
 An optimiser's ``type`` is any family registered in :mod:`hamopt.families` (the built-ins and
@@ -131,8 +131,8 @@ class OptimizerSpec(_Strict):
     type: str
     mode: str | None = None
     band: str = Field("default", min_length=1, max_length=40)
-    step_sizes: list[float] | None = None
-    stability_fractions: list[float] | None = None
+    step_sizes: list[Number] | None = None
+    stability_fractions: list[Number] | None = None
     hyper: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("type")

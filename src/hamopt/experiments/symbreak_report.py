@@ -271,7 +271,7 @@ in eval mode (attention biases at their means).</p>
 <p>Charges: ‖J‖ = sqrt(Σ over layers and heads of ‖J_h‖_F²), median over the last 20 % of the
 steps, mean over seeds with a 95 % t-interval over completed runs (diverged runs, whose loss went
 non-finite or above 10³ × its initial value, are left out); the fraction is ‖J‖ / (2‖X‖‖P‖) ∈ [0, 1].
-P is the optimiser's momentum (Leapfrog: p; SGD-momentum: −√lr·b) or the step's displacement
+P is the optimiser's momentum (Leapfrog: p; SGD-momentum: −√(lr/(1−d))·b) or the step's displacement
 over h (AdamW, ECDq1).
 For the symmetric model with momentum dynamics the charges start at zero and stay there up to
 rounding; symmetry-breaking biases create and move them.</p>

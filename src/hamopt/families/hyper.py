@@ -15,9 +15,18 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 __all__ = [
     "AdamHyper",
@@ -34,6 +43,16 @@ __all__ = [
 ]
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {str(value).lower()}")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_not_bool)]  # a YAML number; true/false refused
+Count = Annotated[int, Strict()]  # a YAML integer; true, "5" and 5.0 refused
+
+
 class HyperError(ValueError):
     """A hyper-parameter mapping is invalid; the message names ``hyper.<key>``."""
 
@@ -45,10 +64,10 @@ class _Strict(BaseModel):
 class HamiltonianHyper(_Strict):
     """Leapfrog/Euler: damping γ, energy cap α (None: no cap), inverse-mass rule and its clip."""
 
-    gamma: float = Field(1e-3, ge=0.0, le=1e3)
-    cap: float | None = Field(2.0, gt=1.0, le=1e6)
+    gamma: Real = Field(1e-3, ge=0.0, le=1e3)
+    cap: Real | None = Field(2.0, gt=1.0, le=1e6)
     mass: Literal["fan_in", "identity"] = "fan_in"
-    mass_clip: tuple[float, float] = (0.125, 8.0)
+    mass_clip: tuple[Real, Real] = (0.125, 8.0)
 
     @field_validator("mass_clip")
     @classmethod
@@ -62,18 +81,18 @@ class HamiltonianHyper(_Strict):
 class SGDHyper(_Strict):
     """``torch.optim.SGD`` (heavy ball; ``nesterov`` is refused by the family)."""
 
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    dampening: float = Field(0.0, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    momentum: Real = Field(0.9, ge=0.0, lt=1.0)
+    dampening: Real = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: Real = Field(0.0, ge=0.0, le=1.0)
     nesterov: bool = False
 
 
 class AdamHyper(_Strict):
     """``torch.optim.Adam`` / ``AdamW``."""
 
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-2, ge=0.0, le=1.0)
+    betas: tuple[Real, Real] = (0.9, 0.999)
+    eps: Real = Field(1e-8, gt=0.0, le=1.0)
+    weight_decay: Real = Field(1e-2, ge=0.0, le=1.0)
     amsgrad: bool = False
 
     @field_validator("betas")
@@ -98,30 +117,30 @@ class ECDHyper(BaseModel):
 class ECDSepHyper(ECDHyper):
     """:class:`hamopt.optim.ECDSep`'s keyword arguments (``eta`` ≥ 1 required)."""
 
-    eta: float
-    F0: float = 0.0
-    nu: float = 1e-5
-    s: float = 1.0
-    deltaEn: float = 0.0
-    weight_decay: float = 0.0
+    eta: Real
+    F0: Real = 0.0
+    nu: Real = 1e-5
+    s: Real = 1.0
+    deltaEn: Real = 0.0
+    weight_decay: Real = 0.0
     consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
+    eps1: Real = 1e-10
+    eps2: Real = 1e-40
     foreach: bool | None = None
 
 
 class BBIHyper(ECDHyper):
     """:class:`hamopt.optim.BBI`'s keyword arguments."""
 
-    v0: float = 0.0
-    threshold0: int = 1000
-    threshold: int = 3000
-    n_fixed_bounces: int = 1
-    deltaEn: float = 0.0
-    weight_decay: float = 0.0
+    v0: Real = 0.0
+    threshold0: Count = 1000
+    threshold: Count = 3000
+    n_fixed_bounces: Count = 1
+    deltaEn: Real = 0.0
+    weight_decay: Real = 0.0
     consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
+    eps1: Real = 1e-10
+    eps2: Real = 1e-40
     momentum_init: str = "global"
     foreach: bool | None = None
 
@@ -129,13 +148,13 @@ class BBIHyper(ECDHyper):
 class ECDq1Hyper(ECDHyper):
     """:class:`hamopt.optim.ECDq1`'s keyword arguments (``eta`` > 0 required)."""
 
-    eta: float
-    F0: float = -1.0
-    nu: float = 0.1
-    weight_decay: float = 0.0
+    eta: Real
+    F0: Real = -1.0
+    nu: Real = 0.1
+    weight_decay: Real = 0.0
     consEn: bool = True
-    eps1: float = 1e-10
-    eps2: float = 1e-40
+    eps1: Real = 1e-10
+    eps2: Real = 1e-40
     projection: str = "global"
     foreach: bool | None = None
 

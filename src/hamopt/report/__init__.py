@@ -110,8 +110,8 @@ NOTES = (
     "non-finite, or training loss above 10³ × the run's initial loss) are left out and listed below, with "
     "any run the plan lists that is missing or damaged. Bootstrap: 1000 (spec: bootstrap) resamples of the "
     "seeds with replacement.",
-    "Energy conventions (spec §5): Leapfrog K = ½Σm‖p‖², step = dt; SGD-momentum K = ½·lr·‖b‖², AdamW "
-    "K = ½·lr·Σm̂²/(√v̂+ε), step = lr.",
+    "Energy conventions (spec §5): Leapfrog K = ½Σm‖p‖², step = dt; SGD-momentum (dampening d) "
+    "K = ½·lr/(1−d)·‖b‖², h = √(lr(1−d)); AdamW K = ½·lr/(1−β1)·Σm̂²/(√v̂+ε), h = √(lr(1−β1)); step axis = lr.",
     "Time per step is the median wall time of each optimiser's completed runs; runs of different "
     "optimisers ran at different moments, so on a shared machine the ratios move with the load.",
     "Reversibility: γ = 0, no cap, exact mode, one fixed batch; error = ‖θ_back − θ_0‖/‖θ_0‖.",

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from .. import families
 from .. import playground as pg
 from ..landscapes import LANDSCAPES
 from .controls import (
@@ -22,6 +23,8 @@ from .plot_style import message_figure
 __all__ = ["landscape_and_reversibility", "reversibility_tab", "reversibility_view"]
 
 DEFAULT_LANDSCAPE = "double_well"
+# The round trip integrates Leapfrog and Euler; the config carries Leapfrog's playground entry.
+ROUND_TRIP_OPTIMIZER = families.LEAPFROG.playground.key
 
 
 def reversibility_view(
@@ -30,7 +33,7 @@ def reversibility_view(
     """Markdown table of the round-trip errors per integrator, and the side-by-side paths."""
     try:
         config = config_from_controls(
-            landscape, "leapfrog", step_size, 0.0, mass, None, 0.9, 0.0, steps, noise, x0, y0, seed
+            landscape, ROUND_TRIP_OPTIMIZER, step_size, 0.0, mass, None, 0.9, 0.0, steps, noise, x0, y0, seed
         )
         result = pg.reversibility(config)
     except pg.PlaygroundInputError as exc:
