@@ -73,6 +73,11 @@ class EnergyConvention:
             measures ``θ_{t+1} − θ_t`` itself), or a function ``optimizer -> bool`` when that
             depends on the instance (plain SGD versus SGD with momentum).
         description: the formula, for reports.
+        label: ``optimizer -> str``, a per-instance name (``sgd-momentum`` vs ``sgd``); None: ``name``.
+        self_reported: True when the optimiser measures L, K, H and ΔH itself inside ``step()``
+            (exact mode: on the closure's batch at both ends of the step) and publishes them in
+            ``optimizer.stats`` with the keys of :class:`hamopt.optim.Leapfrog`; the tracker then
+            reads them instead of measuring the step from outside.
     """
 
     name: str
@@ -82,6 +87,7 @@ class EnergyConvention:
     displacement_form: bool | Callable[[Optimizer], bool]
     description: str
     label: Callable[[Optimizer], str] | None = None
+    self_reported: bool = False
 
 
 _REGISTRY: dict[type, EnergyConvention] = {}

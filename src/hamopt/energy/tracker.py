@@ -38,7 +38,6 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..errors import NonFiniteError
-from ..optim.hamiltonian import HamiltonianOptimizer
 from . import conventions as C
 
 __all__ = ["EnergyTracker", "StepRecord"]
@@ -144,7 +143,7 @@ class EnergyTracker:
         opt = self.optimizer
         measured: dict[str, float] = {}
         closure = self._closure(batch_loss, measured)
-        if isinstance(opt, HamiltonianOptimizer):
+        if self.convention.self_reported:
             record = self._step_hamiltonian(closure, measured)
         else:
             record = self._step_baseline(closure, batch_loss, measured)
@@ -166,8 +165,7 @@ class EnergyTracker:
         self.records[-1] = replace(prev, resampling=resampling, delta_h_traj=traj)
 
     def _step_hamiltonian(self, closure: Callable[[], Tensor], measured: dict[str, float]) -> StepRecord:
-        opt = self.optimizer
-        assert isinstance(opt, HamiltonianOptimizer)
+        opt: Any = self.optimizer
         opt.step(closure)
         s = opt.stats
         step_size = self.convention.step_size(opt)

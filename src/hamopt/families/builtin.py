@@ -52,6 +52,7 @@ def _hamiltonian_convention(name: str) -> C.EnergyConvention:
         time_step=C._first_lr,
         displacement_form=False,
         description="K = ½ Σ m_i ‖p_i‖², h = dt",
+        self_reported=True,
     )
 
 
