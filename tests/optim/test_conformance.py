@@ -510,3 +510,48 @@ def test_inductor_compiled_step_matches_eager(name):
     for p, q in zip(model2.parameters(), model.parameters()):
         torch.testing.assert_close(p, q)
     torch._dynamo.reset()
+
+
+# ---------------------------------------------------------------------- mixed precision (GradScaler)
+SCALE = 2.0**10  # a power of two: scaling and unscaling are exact
+
+
+@pytest.mark.parametrize("name", STREAMING)
+def test_grad_scaler_drives_streaming_mode(name):
+    """``scaler.scale(loss).backward(); scaler.unscale_(opt); scaler.step(opt, loss=loss)``."""
+    model, opt = build(name)
+    ref_model, ref_opt = build(name)
+    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = model.loss()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        scaler.step(opt, loss=loss)
+        scaler.update()
+    run(ref_opt, ref_model.loss, 3)
+    assert_same_tensors(snapshot(model, opt), snapshot(ref_model, ref_opt))
+
+
+@pytest.mark.parametrize("name", CLOSURE_REQUIRED)
+def test_grad_scaler_cannot_drive_a_closure_but_a_scaling_closure_works(name):
+    """``GradScaler.step`` refuses ``closure=``; a closure that scales the loss and unscales the
+    gradients itself gives the unscaled run's numbers."""
+    model, opt = build(name)
+    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
+    with pytest.raises(RuntimeError, match="Closure"):
+        scaler.step(opt, closure=closure_for(opt, model.loss))
+
+    def scaled_closure():
+        opt.zero_grad()
+        loss = model.loss()
+        (loss * SCALE).backward()
+        for p in model.parameters():
+            p.grad.div_(SCALE)
+        return loss
+
+    ref_model, ref_opt = build(name)
+    for _ in range(3):
+        opt.step(scaled_closure)
+    run(ref_opt, ref_model.loss, 3)
+    assert_same_tensors(snapshot(model, opt), snapshot(ref_model, ref_opt))
