@@ -214,7 +214,7 @@ FOREIGN = {
 def assert_refused_and_untouched(model, opt, state_dict, words):
     run(opt, model.loss, 2)
     ref_model, ref_opt = twin(model, opt)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises((ValueError, TypeError)) as info:
         opt.load_state_dict(state_dict)
     for word in words:
         assert word in str(info.value), f"{word!r} not in: {info.value}"
@@ -447,7 +447,7 @@ def test_compiled_ecd_step_with_a_pending_bounce_matches_eager(name):
 def test_state_dict_without_foreach_resumes_bit_for_bit(name):
     model, opt = build(name)
     run(opt, model.loss, 2)
-    sd = opt.state_dict()
+    sd = save_load(opt.state_dict())  # a copy: the live state dict shares opt's tensors
     for group in sd["param_groups"]:
         del group["foreach"]
     model2, opt2 = build(name)
@@ -464,7 +464,7 @@ def test_state_dict_missing_any_option_still_steps(name):
     run(opt, model.loss, 2)
     options = [k for k in opt.param_groups[0] if k != "params"]
     for key in options:
-        sd = opt.state_dict()
+        sd = save_load(opt.state_dict())
         del sd["param_groups"][0][key]
         model2, opt2 = twin(model, opt)
         opt2.load_state_dict(sd)
