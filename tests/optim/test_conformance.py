@@ -124,6 +124,44 @@ def test_grads_are_never_modified_in_place(name):
                 assert torch.equal(ref, clone)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_optimizer_can_be_printed(name):
+    _, opt = build(name)
+    text = repr(opt)
+    assert type(opt).__name__ in text and "Parameter Group 0" in text and "lr: 0.05" in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_step_is_a_no_op_for_zero_gradients(name):
+    model, opt = build(name)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def closure():
+        opt.zero_grad(set_to_none=False)
+        loss = model.loss()
+        (loss * 0.0).backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    assert_same_tensors([p.detach() for p in model.parameters()], before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_dtypes_in_one_group(name):
+    """A float32 and a float64 tensor in one group: foreach and the for-loop agree."""
+    results = []
+    for foreach in (True, False):
+        model = TinyNet()
+        model.fc1.float()
+        opt = make(name, model.parameters(), foreach=foreach)
+        run(opt, lambda m=model: m.fc2(torch.tanh(m.fc1(m.x.float())).double()).pow(2).mean() + 0.5, 4)
+        results.append(snapshot(model, opt))
+        assert model.fc1.weight.dtype == torch.float32 and model.fc2.weight.dtype == torch.float64
+        assert all(t.dtype == torch.float32 for t in momentum_tensors(opt, list(model.fc1.parameters())))
+    assert_same_tensors(results[0], results[1])
+
+
 # ---------------------------------------------------------------------- param groups
 @pytest.mark.parametrize("name", NAMES)
 def test_two_groups_with_the_same_options_match_one_group(name):
@@ -242,6 +280,22 @@ def test_state_dict_hooks(name):
     assert step_count(fresh) == 2
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_global_step_hooks(name):
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    model, opt = build(name)
+    events = []
+    handles = [register_optimizer_step_pre_hook(lambda o, a, k: events.append(("pre", type(o).__name__))),
+               register_optimizer_step_post_hook(lambda o, a, k: events.append(("post", type(o).__name__)))]
+    try:
+        run(opt, model.loss, 1)
+    finally:
+        for h in handles:
+            h.remove()
+    assert events == [("pre", type(opt).__name__), ("post", type(opt).__name__)]
+
+
 # ---------------------------------------------------------------------- copies and state dicts
 @pytest.mark.parametrize("copier", ["deepcopy", "pickle"])
 @pytest.mark.parametrize("name", NAMES)
@@ -254,6 +308,8 @@ def test_copies_continue_bit_for_bit(name, copier):
         pair = pickle.loads(pickle.dumps({"model": model, "opt": opt}))
         model2, opt2 = pair["model"], pair["opt"]
     assert opt2.defaults == opt.defaults and step_count(opt2) == step_count(opt)
+    public = lambda o: {k for k in vars(o) if not k.startswith("_")}  # noqa: E731
+    assert public(opt2) == public(opt)
     run(opt, model.loss, 3)
     run(opt2, model2.loss, 3)
     assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
@@ -270,6 +326,22 @@ def test_state_dict_through_torch_save_continues_bit_for_bit(name):
     assert_state_dicts_equal(opt2.state_dict(), opt.state_dict())
     run(opt, model.loss, 3)
     run(opt2, model2.loss, 3)
+    assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_named_parameters_state_dict(name):
+    model = TinyNet()
+    opt = make(name, model.named_parameters())
+    run(opt, model.loss, 2)
+    sd = save_load(opt.state_dict())
+    assert sd["param_groups"][0]["param_names"] == [n for n, _ in model.named_parameters()]
+    model2 = TinyNet(seed=4)
+    model2.load_state_dict(model.state_dict())
+    opt2 = make(name, model2.named_parameters())
+    opt2.load_state_dict(sd)
+    run(opt, model.loss, 2)
+    run(opt2, model2.loss, 2)
     assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
 
 
