@@ -552,6 +552,7 @@ def test_build_on_meta_then_to_empty_then_step(name):
         torch.testing.assert_close(p, q)
 
 
+@pytest.mark.slow  # tracing takes 7-30 s per case on a loaded 2-core CPU
 @pytest.mark.parametrize("name", NAMES)
 def test_compiled_step_matches_eager(name):
     torch._dynamo.reset()

@@ -426,6 +426,7 @@ def test_ecd_builds_on_meta_and_draws_as_when_built_on_cpu(name):
 
 
 # ---------------------------------------------------------------------- 9. torch.compile
+@pytest.mark.slow  # tracing takes 7-30 s per case on a loaded 2-core CPU
 @pytest.mark.parametrize("name", ["ecdsep", "ecdq1"])
 def test_compiled_ecd_step_with_a_pending_bounce_matches_eager(name):
     torch._dynamo.reset()
