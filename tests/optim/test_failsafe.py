@@ -312,6 +312,23 @@ def test_distributed_checkpoint_resume_is_bit_for_bit(name):
     assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_distributed_checkpoint_of_a_fresh_optimiser(name):
+    """Before any step: the helpers neither step the optimiser nor fail, and the loaded copy
+    starts exactly like a fresh one."""
+    model, opt = build(name)
+    before = snapshot(model, opt)
+    osd = get_optimizer_state_dict(model, opt)
+    assert_same_tensors(snapshot(model, opt), before)
+    assert step_count(opt) == 0 and all(p.grad is None for p in model.parameters())
+    model2, opt2 = build(name)
+    set_optimizer_state_dict(model2, opt2, save_load(osd))
+    assert step_count(opt2) == 0
+    run(opt, model.loss, 2)
+    run(opt2, model2.loss, 2)
+    assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
+
+
 K_QUAD = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
 X0 = torch.tensor([0.4, -0.7, 1.1], dtype=torch.float64)
 P0 = torch.tensor([0.2, 0.1, -0.3], dtype=torch.float64)
