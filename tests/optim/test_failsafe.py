@@ -298,12 +298,18 @@ def test_late_joining_parameter_moves_as_in_exact_mode(cls, how):
 
 
 # ---------------------------------------------------------------------- 7. distributed checkpoints
+@pytest.mark.parametrize("frozen", [None, "fc1.weight"], ids=["all-trained", "first-frozen"])
 @pytest.mark.parametrize("name", NAMES)
-def test_distributed_checkpoint_resume_is_bit_for_bit(name):
+def test_distributed_checkpoint_resume_is_bit_for_bit(name, frozen):
+    """``frozen``: a parameter given to the optimiser with ``requires_grad=False`` (a frozen
+    layer), which the helpers leave out of the checkpoint."""
     model, opt = build(name)
+    model2, opt2 = build(name, seed=5)
+    if frozen:
+        model.get_parameter(frozen).requires_grad_(False)
+        model2.get_parameter(frozen).requires_grad_(False)
     run(opt, model.loss, 3)
     saved = save_load({"model": model.state_dict(), "optim": get_optimizer_state_dict(model, opt)})
-    model2, opt2 = build(name, seed=5)
     model2.load_state_dict(saved["model"])
     set_optimizer_state_dict(model2, opt2, saved["optim"])
     assert step_count(opt2) == 3
