@@ -315,12 +315,13 @@ def test_copies_continue_bit_for_bit(name, copier):
     assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("name", NAMES)
-def test_state_dict_through_torch_save_continues_bit_for_bit(name):
-    model, opt = build(name)
+def test_state_dict_through_torch_save_continues_bit_for_bit(name, dtype):
+    model, opt = build(name, dtype=dtype)
     run(opt, model.loss, 3)
     saved = save_load({"model": model.state_dict(), "opt": opt.state_dict()})
-    model2, opt2 = build(name, seed=7)  # different weights and a fresh optimiser
+    model2, opt2 = build(name, dtype=dtype, seed=7)  # different weights and a fresh optimiser
     model2.load_state_dict(saved["model"])
     opt2.load_state_dict(saved["opt"])
     assert_state_dicts_equal(opt2.state_dict(), opt.state_dict())
