@@ -491,7 +491,7 @@ def execute_run(
     if cfg.type in ECD_TYPES:
         manifest["optimizer_seed"] = optimizer_seed(cfg.seed)
         manifest["energy_convention"] = _convention(opt)
-        glob = None if opt is None else opt.state.get("ecd")
+        glob = None if opt is None else opt.global_state
         manifest["ecd"] = None if glob is None else {
             "steps": int(glob["step"]),
             "skipped_steps": int(glob["skipped_steps"]),
