@@ -80,8 +80,8 @@ def check_saved_by(self: HamoptOptimizer, glob: Any, saved_groups: list[Any]) ->
             if isinstance(glob, Mapping):
                 return  # an older checkpoint of this optimiser (or of one with the same options)
             raise ValueError(
-                f"state_dict has no optimiser-wide entry ('{GLOBAL_KEY}' in the state of the first "
-                f"parameter); it was not made by {self._name}.state_dict(), or that entry was dropped"
+                f"state_dict has no optimiser-wide entry ('{GLOBAL_KEY}' in the state of a parameter); "
+                f"it was not made by {self._name}.state_dict(), or that entry was dropped"
             )
         saved_by = guess_saver(saved_groups, _base()) or f"another optimiser (not {self._name})"
     if saved_by != self._name:

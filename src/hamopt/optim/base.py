@@ -19,15 +19,16 @@ Every integrator (:class:`~hamopt.optim.Leapfrog`, :class:`~hamopt.optim.Euler`,
 
 Where the optimiser-wide scalars live: in the per-parameter state of the *anchor* parameter (the
 first parameter of the first non-empty param group), under the key ``"hamopt_global"``:
-``opt.state[anchor]["hamopt_global"]``. There ``Optimizer.state_dict``, ``torch.save`` /
-``torch.load(weights_only=True)``, ``copy.deepcopy`` and
-``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` /
-``set_optimizer_state_dict`` carry them (those map every key of ``opt.state`` to a parameter
-name, so a non-parameter key cannot survive them). The entry is created at construction, so
-``opt.state`` is never empty and distributed checkpointing never runs its "initialise the
-optimiser state" dummy step. Older checkpoints kept the scalars under a non-parameter key
-(``state["hamopt"]`` / ``state["ecd"]``); :meth:`HamoptOptimizer.load_state_dict` still reads
-them.
+``opt.state[anchor]["hamopt_global"]``. The entry is created at construction, so ``opt.state`` is
+never empty and distributed checkpointing never runs its "initialise the optimiser state" dummy
+step. :meth:`HamoptOptimizer.state_dict` saves them with the first parameter that requires a
+gradient at save time, and gives every parameter an entry (empty when it has no state yet): that
+is what ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict`` /
+``set_optimizer_state_dict`` keep (they map every key of the state to a parameter name, drop the
+entries of frozen parameters and insist on one for every trained parameter), and
+``torch.save``/``torch.load(weights_only=True)`` and ``copy.deepcopy`` carry them too. Older
+checkpoints kept the scalars under a non-parameter key (``state["hamopt"]`` / ``state["ecd"]``);
+:meth:`HamoptOptimizer.load_state_dict` still reads them.
 """
 
 from __future__ import annotations
@@ -191,17 +192,23 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         """Rebuild what lives outside the state after ``load_state_dict``."""
 
     def state_dict(self) -> dict[str, Any]:
-        """``Optimizer.state_dict`` with a private copy of the optimiser-wide scalars and the name
-        of the optimiser that saved them."""
+        """``Optimizer.state_dict`` with a private copy of the optimiser-wide scalars, tagged with the
+        name of the optimiser that saved them.
+
+        Every parameter has an entry (empty when it has no state yet), and the scalars are saved
+        with the first parameter that requires a gradient *now*: distributed checkpointing keeps
+        only the entries of such parameters, and insists on one for each of them.
+        """
         self._before_state_dict()
         sd = super().state_dict()
-        anchor_id = next(i for g in sd["param_groups"] for i in g["params"])
-        entry = dict(sd["state"][anchor_id])
-        glob = copy.deepcopy(entry[GLOBAL_KEY])
+        params = [p for g in self.param_groups for p in g["params"]]
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+        state = {i: dict(sd["state"].get(i, {})) for i in ids}
+        glob = copy.deepcopy(state[ids[0]].pop(GLOBAL_KEY))
         glob[SAVED_BY_KEY] = self._name
-        entry[GLOBAL_KEY] = glob
-        sd["state"] = dict(sd["state"])
-        sd["state"][anchor_id] = entry
+        holder = next((i for i, p in zip(ids, params) if p.requires_grad), ids[0])
+        state[holder][GLOBAL_KEY] = glob
+        sd["state"] = state
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -218,10 +225,13 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         glob: Any = None
         if self.LEGACY_STATE_KEY in legacy_keys:
             glob = saved_state.pop(self.LEGACY_STATE_KEY)
-        elif keys and isinstance(saved_state.get(keys[0]), Mapping) and GLOBAL_KEY in saved_state[keys[0]]:
-            entry = dict(saved_state[keys[0]])
-            glob = entry.pop(GLOBAL_KEY)
-            saved_state[keys[0]] = entry
+        else:
+            holder = next((k for k in keys if isinstance(saved_state.get(k), Mapping) and GLOBAL_KEY in saved_state[k]),
+                          None)
+            if holder is not None:
+                entry = dict(saved_state[holder])
+                glob = entry.pop(GLOBAL_KEY)
+                saved_state[holder] = entry
         _checkpoint.check_saved_by(self, glob, saved_groups)
         _checkpoint.check_saved_options(self, saved_groups)
         _checkpoint.check_saved_shapes(self, saved_state, keys)
