@@ -135,7 +135,7 @@ def test_make_optimizer_builds_the_ecd_optimizer_with_the_runs_seed(index):
     cfg = R.RunConfig("r", o.name, o.type, o.run_mode, o.band, 0.1, 7, "default", dict(o.hyper))
     opt = R.DriftStudy(spec).build_optimizer(cfg, [torch.zeros(3, requires_grad=True)])
     assert type(opt) is ecd_class(o.type) and opt.defaults["lr"] == 0.1
-    assert opt.state["ecd"]["seed"] == R.optimizer_seed(7) != R.optimizer_seed(8)
+    assert opt.global_state["seed"] == R.optimizer_seed(7) != R.optimizer_seed(8)
     for key, value in o.hyper.items():
         assert opt.defaults[key] == value, key
 

@@ -73,7 +73,7 @@ def resume_is_identical(name: str) -> None:
     run(opt, f, 13)
     model_sd = copy.deepcopy(f.state_dict())
     opt_sd = roundtrip(opt.state_dict())
-    glob = opt_sd["state"]["ecd"]
+    glob = opt_sd["state"][0]["hamopt_global"]
     assert glob["generator_state"].dtype == torch.uint8
     assert glob["step"] == 13
     tail = run(opt, f, 17)
@@ -89,7 +89,7 @@ def resume_is_identical(name: str) -> None:
     assert any(s["bounced"] for s in tail)
     assert [s["loss"] for s in tail] == [s["loss"] for s in tail2]
     # the saved dict is a snapshot: stepping on did not change it
-    assert opt_sd["state"]["ecd"]["step"] == 13
+    assert opt_sd["state"][0]["hamopt_global"]["step"] == 13
 
 
 def deepcopy_is_identical(name: str) -> None:
@@ -153,7 +153,7 @@ def skip_below_floor(name: str, floor_key: str) -> None:
     assert stats[-1]["potential"] <= 0.0
     assert stats[-1]["displacement_sq"] == 0.0 and stats[-1]["kinetic"] == 0.0
     assert torch.equal(flat(f.parameters()), before)
-    assert opt.state_dict()["state"]["ecd"]["skipped_steps"] == 3
+    assert opt.state_dict()["state"][0]["hamopt_global"]["skipped_steps"] == 3
     # lowering the floor lets the next step run
     for g in opt.param_groups:
         g[floor_key] = 0.0 if floor_key != "F0" or name != "ECDq1" else -1.0
@@ -179,7 +179,7 @@ def first_step_skipped_initialises_once(name: str, floor_key: str) -> None:
         return f() - f().detach() + base if calls["n"] == 1 else f()  # value exactly at the floor
 
     run(opt, loss_fn, 11)
-    assert opt.state["ecd"]["skipped_steps"] == 1
+    assert opt.global_state["skipped_steps"] == 1
     torch.testing.assert_close(flat(f.parameters()), flat(ref.parameters()), rtol=0, atol=1e-12)
 
 
@@ -263,7 +263,7 @@ def non_finite_loss_raises(name: str) -> None:
     with pytest.raises(hamopt.NonFiniteError, match="non-finite gradient"):
         fresh.step(nan_grad)
     assert torch.equal(flat(g.parameters()), start)
-    assert not fresh.state["ecd"]["initialized"]
+    assert not fresh.global_state["initialized"]
     assert torch.count_nonzero(fresh.state[g.x][fresh._buffer]) == 0
 
 
@@ -319,7 +319,7 @@ def deferred_bounce_rescale_matches_eager(name: str) -> None:
             assert opt.stats["bounced"]
             if eager:
                 opt.finalize_bounce()
-                assert opt.state["ecd"]["pending_norm_sq"] is None
+                assert opt.global_state["pending_norm_sq"] is None
                 buf = torch.cat([opt.state[p][opt._buffer].reshape(-1) for p in m.parameters()])
                 assert buf.square().sum().item() == pytest.approx(opt.stats["P2"], rel=1e-12)
         opt.finalize_bounce()

@@ -63,3 +63,23 @@ def test_batched_large_norms_cover_every_layout():
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=0)
     assert torch.equal(got, kernels.squared_norms(tensors, foreach=False))
     assert kernels._row_length(10_007) is None and kernels._row_length(18_432) == 6_144
+
+
+def test_scalar_kernels_agree_between_bodies_in_half_precision():
+    g = torch.Generator().manual_seed(2)
+    for dtype in (torch.float16, torch.bfloat16):
+        xs = [torch.randn(n, generator=g).to(dtype) for n in (7, 300, 5000)]
+        gs = [torch.randn(x.shape, generator=g).to(dtype) for x in xs]
+        results = []
+        for foreach in (True, False):
+            a = [x.clone() for x in xs]
+            kernels.kick(a, gs, decay=0.99912345, coeff=0.0123456789, foreach=foreach)
+            kernels.scale(a, 1.000733, foreach=foreach)
+            kernels.scale_each(a, [0.97, 1.0031, 0.50003], foreach=foreach)
+            kernels.axpy(a, gs, -0.031, foreach=foreach)
+            results.append(a)
+        assert all(torch.equal(u, v) for u, v in zip(*results)), dtype
+        # the multiply really is the float32 one, not one with the factor rounded to the dtype first
+        x = xs[1].clone()
+        kernels.scale([x], 0.99912345, foreach=True)
+        assert torch.equal(x, xs[1].float().mul(0.99912345).to(dtype))

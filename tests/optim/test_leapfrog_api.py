@@ -28,7 +28,8 @@ def test_stats_and_momentum_state(mode):
     assert float(ret.detach()) == pytest.approx(opt.stats["loss"])
     for p in model.parameters():
         st = opt.state[p]
-        assert list(st) == ["momentum"] and st["momentum"].shape == p.shape
+        assert st["momentum"].shape == p.shape
+        assert set(st) <= {"momentum", "hamopt_global"}  # the first parameter also carries the optimiser-wide scalars
     keys = {"loss", "loss_after", "kinetic", "hamiltonian", "delta_h", "cap_engaged", "cap_engagements"}
     assert keys <= set(opt.stats)
     opt.step(closure_for(opt, loss_fn))
@@ -66,7 +67,7 @@ def test_cap_engages_and_bounds_energy():
     model, loss_fn = tanh_mlp()
     opt = hamopt.Leapfrog(model.parameters(), lr=0.05, gamma=0.0, cap=2.0)
     opt.step(closure_for(opt, loss_fn))
-    h0 = opt.state["hamopt"]["H0"]
+    h0 = opt.global_state["H0"]
     assert h0 == pytest.approx(opt.stats["loss"])  # p0 = 0 → H0 = L0
     with torch.no_grad():
         for p in model.parameters():
@@ -113,13 +114,13 @@ def test_state_dict_resume_is_bit_identical(mode, cls):
     model2.load_state_dict(saved["model"])
     opt2 = cls(model2.parameters(), lr=0.05, mode=mode, cap=1.5)
     opt2.load_state_dict(saved["opt"])
-    assert opt2.state["hamopt"]["H0"] == opt.state["hamopt"]["H0"]
+    assert opt2.global_state["H0"] == opt.global_state["H0"]
     # the same batch as the first run (tanh_mlp(seed=0) draws its data from generator seed 1)
     run(model2, lambda: _loss_on(model2), opt2, 6)
     assert torch.equal(flat(model2.parameters()), reference)
     assert opt2.stats["hamiltonian"] == ref_stats["hamiltonian"]
     assert opt2.stats["cap_engagements"] == ref_stats["cap_engagements"]
-    assert opt2.state["hamopt"]["step"] == opt.state["hamopt"]["step"] == 13
+    assert opt2.global_state["step"] == opt.global_state["step"] == 13
 
 
 def _loss_on(model):
@@ -135,9 +136,11 @@ def test_state_dict_is_a_snapshot_and_deepcopy_works():
     run(model, loss_fn, opt, 2)
     sd = opt.state_dict()
     run(model, loss_fn, opt, 2)
-    assert sd["state"]["hamopt"]["step"] == 2 and opt.state["hamopt"]["step"] == 4
+    assert sd["state"][0]["hamopt_global"]["step"] == 2 and opt.global_state["step"] == 4
     twin = copy.deepcopy(opt)
-    assert twin.state["hamopt"] == opt.state["hamopt"] and twin.state["hamopt"] is not opt.state["hamopt"]
+    assert twin.global_state == opt.global_state
+    twin.step(closure_for(twin, loss_fn))
+    assert twin.global_state["step"] == 5 and opt.global_state["step"] == 4
 
 
 # ---------------------------------------------------------------- foreach vs single tensor
@@ -214,7 +217,7 @@ def test_lr_scheduler_changes_dt():
         opt.step(closure_for(opt, loss_fn))
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0125)
-    assert opt.state["hamopt"]["pending_dt"][0] == pytest.approx(0.025)
+    assert opt.global_state["pending_dt"][0] == pytest.approx(0.025)
 
 
 def test_named_parameters_accepted():
@@ -284,7 +287,7 @@ def test_non_finite_raises_before_any_change(mode, what):
     run(model, loss_fn, opt, 3)
     theta = flat(model.parameters()).clone()
     moms = flat(opt.state[p]["momentum"] for p in model.parameters()).clone()
-    glob = copy.deepcopy(opt.state["hamopt"])
+    glob = copy.deepcopy(opt.global_state)
 
     def bad():
         opt.zero_grad()
@@ -301,7 +304,7 @@ def test_non_finite_raises_before_any_change(mode, what):
     assert info.value.what == what and info.value.step == 3
     assert torch.equal(flat(model.parameters()), theta)
     assert torch.equal(flat(opt.state[p]["momentum"] for p in model.parameters()), moms)
-    assert opt.state["hamopt"] == glob
+    assert opt.global_state == glob
 
 
 def test_exact_mode_second_evaluation_non_finite_restores():
@@ -323,7 +326,7 @@ def test_exact_mode_second_evaluation_non_finite_restores():
         opt.step(closure)
     assert torch.equal(flat(model.parameters()), theta)
     assert torch.equal(flat(opt.state[p]["momentum"] for p in model.parameters()), moms)
-    assert opt.state["hamopt"]["step"] == 2
+    assert opt.global_state["step"] == 2
     assert math.isfinite(opt.kinetic_energy())
 
 

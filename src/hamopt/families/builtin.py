@@ -73,7 +73,7 @@ def _hamiltonian_construct(cls: type) -> Any:
 
 
 def _hamiltonian_manifest(opt: Optimizer) -> dict[str, Any]:
-    glob = global_scalars(opt, "hamopt") or {}
+    glob = global_scalars(opt) or {}
     h0 = glob.get("H0")
     return {
         "hamiltonian": {
@@ -258,7 +258,7 @@ def _ecd_construct(cls: type) -> Any:
 
 
 def _ecd_manifest(opt: Optimizer) -> dict[str, Any]:
-    glob = global_scalars(opt, "ecd")
+    glob = global_scalars(opt)
     if glob is None:
         return {"optimizer_seed": None, "ecd": None}
     return {

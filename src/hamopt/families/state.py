@@ -1,9 +1,8 @@
 r"""Reads of optimiser state: the only place in hamopt that looks inside an optimiser's state.
 
 Optimiser-wide scalars (the ECD step and bounce counters and seed, the Hamiltonian optimisers'
-``H0`` and cap count) are read from the public accessor ``optimizer.global_state`` when the
-optimiser has one (a mapping, or a method returning one), else from the state entry the
-optimiser keeps them under (``state["ecd"]``, ``state["hamopt"]``).
+``H0`` and cap count) are read from the public accessor ``optimizer.global_state`` of
+:class:`hamopt.optim.HamoptOptimizer`.
 
 Momentum readers give ``param -> P`` for the Noether monitor, in the units of the family's energy
 convention (``K = ½ Σ m_i ‖P_i‖²`` with unit mass for the baselines):
@@ -33,15 +32,10 @@ __all__ = [
 MomentumOf = Callable[[Tensor], Tensor]
 
 
-def global_scalars(optimizer: Optimizer, legacy_key: str) -> Mapping[str, Any] | None:
-    """The optimiser-wide scalars: ``optimizer.global_state`` if public, else ``state[legacy_key]``."""
+def global_scalars(optimizer: Optimizer) -> Mapping[str, Any] | None:
+    """The optimiser-wide scalars (``optimizer.global_state``), or None for an optimiser without them."""
     public = getattr(optimizer, "global_state", None)
-    if callable(public):
-        public = public()
-    if isinstance(public, Mapping):
-        return public
-    stored = optimizer.state.get(legacy_key)  # type: ignore[call-overload]
-    return stored if isinstance(stored, Mapping) else None
+    return public if isinstance(public, Mapping) else None
 
 
 def group_step_size(group: Mapping[str, Any], key: str = "lr") -> float:

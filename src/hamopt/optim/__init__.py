@@ -1,9 +1,13 @@
 """hamopt optimisers: Hamiltonian integrators as ``torch.optim.Optimizer`` subclasses."""
 
+from .base import HamoptOptimizer
 from .ecd import BBI, ECDq1, ECDSep
 from .euler import Euler
 from .hamiltonian import HamiltonianOptimizer
 from .leapfrog import Leapfrog
 from .mass import fan_in, fan_in_inverse_mass
 
-__all__ = ["BBI", "ECDSep", "ECDq1", "Euler", "HamiltonianOptimizer", "Leapfrog", "fan_in", "fan_in_inverse_mass"]
+__all__ = [
+    "BBI", "ECDSep", "ECDq1", "Euler", "HamiltonianOptimizer", "HamoptOptimizer", "Leapfrog", "fan_in",
+    "fan_in_inverse_mass",
+]

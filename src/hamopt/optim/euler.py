@@ -18,7 +18,8 @@ import math
 from torch import Tensor
 
 from . import kernels
-from .hamiltonian import HamiltonianOptimizer, _Group
+from .base import ParamSet
+from .hamiltonian import HamiltonianOptimizer
 
 __all__ = ["Euler"]
 
@@ -28,22 +29,22 @@ class Euler(HamiltonianOptimizer):
 
     _name = "Euler"
 
-    def _euler_update(self, groups: list[_Group]) -> None:
+    def _euler_update(self, sets: list[ParamSet]) -> None:
         fe = self._foreach()
-        for g in groups:
-            kernels.drift(g.params, g.moms, g.inv_masses, h=g.dt, foreach=fe)
-            kernels.kick(g.moms, g.grads, decay=math.exp(-g.gamma * g.dt), coeff=g.dt, foreach=fe)
+        for s in sets:
+            kernels.drift(s.params, s.moms, s.inv_masses, h=s.lr, foreach=fe)
+            kernels.kick(s.moms, s.grads, decay=math.exp(-s.option("gamma") * s.lr), coeff=s.lr, foreach=fe)
 
-    def _exact_first_half(self, groups: list[_Group]) -> None:
-        self._euler_update(groups)
+    def _exact_first_half(self, sets: list[ParamSet]) -> None:
+        self._euler_update(sets)
 
-    def _exact_second_half(self, groups: list[_Group]) -> None:
+    def _exact_second_half(self, sets: list[ParamSet]) -> None:
         """Nothing: the gradient at θ_{t+1} is not used by an explicit Euler step."""
 
-    def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
+    def _streaming_kinetic(self, sets: list[ParamSet], grad_sq: list[Tensor | None]) -> Tensor:
         """The stored momentum is already the full-step p_t: ``½ Σ m ‖p‖²``."""
-        return self._kinetic(groups)
+        return self._kinetic(sets)
 
-    def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
-        kernels.scale([m for g in groups for m in g.moms], cap_factor, foreach=self._foreach())
-        self._euler_update(groups)
+    def _streaming_advance(self, sets: list[ParamSet], *, cap_factor: float) -> None:
+        kernels.scale([m for s in sets for m in s.moms], cap_factor, foreach=self._foreach())
+        self._euler_update(sets)

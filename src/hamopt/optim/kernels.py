@@ -8,7 +8,16 @@ State: parameters θ_i, momenta p_i (same shapes), one scalar inverse mass m_i p
 * :func:`kinetic_energy`  ``K = ½ Σ_i m_i ‖p_i‖²`` as a 0-d float64 tensor (no host sync)
 * :func:`squared_norm`    ``Σ_i ‖x_i‖²`` as a 0-d float64 tensor (no host sync)
 * :func:`squared_norms`   ``(‖x_i‖²)_i`` and :func:`dots` ``(⟨x_i, y_i⟩)_i`` as float64 vectors
-* :func:`scale`   ``x_i ← s · x_i``
+* :func:`scale`   ``x_i ← s · x_i``; :func:`scale_each` ``x_i ← s_i · x_i``; :func:`scale_by_tensor`
+  ``x_i ← c · x_i`` with ``c`` a 0-d device tensor (no host sync)
+* :func:`axpy`    ``y_i ← y_i + α x_i``; :func:`copy` ``y_i ← x_i``
+* :func:`fill_normal`, :func:`fill_uniform` draw from a generator tensor by tensor, in order, so
+  both bodies consume the generator identically.
+
+Low precision: on the CPU ``torch._foreach_mul_`` rounds a Python scalar to a float16/bfloat16
+tensor's dtype before multiplying, while ``Tensor.mul_`` keeps it in float32. The multi-tensor
+bodies therefore pass such scalars as 0-d float64 CPU tensors (:func:`_foreach_scalar`), which
+takes ``Tensor.mul_``'s path, so the two bodies agree bit for bit in every dtype.
 
 Squared norms are accurate to about 1e-9 relative even for tensors of millions of float32
 elements: each tensor is reduced in chunks of 4096 elements (float32 partial norms, one row
@@ -29,6 +38,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _foreach_scalar(tensors: list[Tensor], value: float) -> float | Tensor:
+    """``value`` as the multi-tensor ops must receive it to round like ``Tensor.mul_(value)``."""
+    if any(t.dtype in _LOW_PRECISION and t.device.type == "cpu" for t in tensors):
+        return torch.tensor(value, dtype=torch.float64)
+    return value
+
 
 def kick(moms: list[Tensor], grads: list[Tensor], *, decay: float, coeff: float, foreach: bool) -> None:
     """``p ← decay · p − coeff · g`` for every tensor pair (in place)."""
@@ -36,7 +54,7 @@ def kick(moms: list[Tensor], grads: list[Tensor], *, decay: float, coeff: float,
         return
     if foreach:
         if decay != 1.0:
-            torch._foreach_mul_(moms, decay)
+            torch._foreach_mul_(moms, _foreach_scalar(moms, decay))
         torch._foreach_add_(moms, grads, alpha=-coeff)
     else:
         for p, g in zip(moms, grads):
@@ -157,13 +175,14 @@ def squared_norms(tensors: list[Tensor], *, foreach: bool) -> Tensor:
 
 
 def dots(xs: list[Tensor], ys: list[Tensor]) -> Tensor:
-    """``(⟨x_i, y_i⟩)_i`` as a float64 vector, without temporaries for contiguous tensors."""
+    """``(⟨x_i, y_i⟩)_i`` as a float64 vector, without temporaries when both tensors of a pair
+    share a dense layout (contiguous or channels-last)."""
     out = []
     for x, y in zip(xs, ys):
-        if x.is_contiguous() and y.is_contiguous():
-            out.append(torch.dot(x.view(-1), y.view(-1)))
+        if x.stride() == y.stride():
+            out.append(torch.dot(_flat_view(x), _flat_view(y)))
         else:
-            out.append((x * y).sum())
+            out.append(torch.dot(x.reshape(-1), y.reshape(-1)))
     return _stack64(out)
 
 
@@ -188,10 +207,57 @@ def scale(tensors: list[Tensor], factor: float, *, foreach: bool) -> None:
     if not tensors or factor == 1.0:
         return
     if foreach:
-        torch._foreach_mul_(tensors, factor)
+        torch._foreach_mul_(tensors, _foreach_scalar(tensors, factor))
     else:
         for t in tensors:
             t.mul_(factor)
+
+
+def scale_each(tensors: list[Tensor], factors: Sequence[float], *, foreach: bool) -> None:
+    """``x_i ← c_i x_i`` with one Python float per tensor (in place)."""
+    if not tensors:
+        return
+    if foreach and not any(t.dtype in _LOW_PRECISION for t in tensors):
+        torch._foreach_mul_(tensors, list(factors))
+    else:  # a scalar list would be rounded to float16/bfloat16 first (see the module docstring)
+        for t, c in zip(tensors, factors):
+            t.mul_(c)
+
+
+def scale_by_tensor(tensors: list[Tensor], factor: Tensor, *, foreach: bool) -> None:
+    """``x ← c x`` with ``c`` a 0-d tensor on the tensors' device (cast to their dtype)."""
+    if not tensors:
+        return
+    dtypes = {t.dtype for t in tensors}
+    if foreach and len(dtypes) == 1:
+        torch._foreach_mul_(tensors, factor.to(tensors[0].dtype))
+    else:
+        cast = {dt: factor.to(dt) for dt in dtypes}
+        for t in tensors:
+            t.mul_(cast[t.dtype])
+
+
+def axpy(ys: list[Tensor], xs: list[Tensor], alpha: float, *, foreach: bool) -> None:
+    """``y ← y + α x`` for every pair (in place)."""
+    if not ys or alpha == 0.0:
+        return
+    if foreach:
+        torch._foreach_add_(ys, xs, alpha=alpha)
+    else:
+        for y, x in zip(ys, xs):
+            y.add_(x, alpha=alpha)
+
+
+def fill_normal(bufs: list[Tensor], generator: torch.Generator) -> None:
+    """``z ~ N(0, I)`` into every buffer, in order, from ``generator``."""
+    for b in bufs:
+        b.normal_(generator=generator)
+
+
+def fill_uniform(bufs: list[Tensor], generator: torch.Generator, low: float, high: float) -> None:
+    """``u ~ U(low, high)`` per entry into every buffer, in order, from ``generator``."""
+    for b in bufs:
+        b.uniform_(low, high, generator=generator)
 
 
 def copy(dst: list[Tensor], src: list[Tensor], *, foreach: bool) -> None:

@@ -15,7 +15,9 @@ Modes:
 * ``"exact"``: ``step(closure)`` calls the closure twice (θ_t, then θ_{t+1}), on the same batch.
 * ``"streaming"``: one gradient per step. The closing half-kick of step t is deferred and applied
   with the next call's gradient ``∇L_{B_{t+1}}(θ_{t+1})``, merged with that call's opening half-kick.
-  Works with ``step(closure)`` and with ``loss.backward(); opt.step(loss=loss)``.
+  Works with ``step(closure)`` and with ``loss.backward(); opt.step(loss=loss)``. A parameter
+  whose momentum is new this call (its first gradient, or a group added mid-run) owes no closing
+  half-kick: its first step is exact mode's first step.
   On a fixed (full) batch both modes visit the same θ_t: the streaming step t uses the gradient
   the exact step t−1 evaluated at θ_t, so positions agree to rounding and the streaming momentum
   after call t is the exact momentum's half-step value.
@@ -29,7 +31,8 @@ import torch
 from torch import Tensor
 
 from . import kernels
-from .hamiltonian import HamiltonianOptimizer, _Group
+from .base import ParamSet
+from .hamiltonian import HamiltonianOptimizer
 
 __all__ = ["Leapfrog"]
 
@@ -48,7 +51,7 @@ class Leapfrog(HamiltonianOptimizer):
             ``H = α H0`` (spec §4); ``None`` disables it. Optimiser-wide.
         mode: ``"exact"`` (two gradients per step on one batch) or ``"streaming"`` (one). Optimiser-wide.
         foreach: multi-tensor (``torch._foreach_*``) kernels; ``None`` picks them (they run on the CPU
-            too). Both paths give identical numbers.
+            too). Both paths give identical numbers, float16 and bfloat16 included.
         track_energy: compute ``K``, ``H`` and ``ΔH`` every step (one reduction and one host sync).
             In streaming mode K is obtained from reductions of the untouched state (no extra pass
             over the momenta), and the update is one merged pass either way.
@@ -65,57 +68,70 @@ class Leapfrog(HamiltonianOptimizer):
     _name = "Leapfrog"
 
     # exact mode -------------------------------------------------------------
-    def _exact_first_half(self, groups: list[_Group]) -> None:
+    def _exact_first_half(self, sets: list[ParamSet]) -> None:
         fe = self._foreach()
-        for g in groups:
-            kernels.kick(g.moms, g.grads, decay=math.exp(-g.gamma * g.dt / 2), coeff=g.dt / 2, foreach=fe)
-            kernels.drift(g.params, g.moms, g.inv_masses, h=g.dt, foreach=fe)
+        for s in sets:
+            dt = s.lr
+            kernels.kick(s.moms, s.grads, decay=math.exp(-s.option("gamma") * dt / 2), coeff=dt / 2, foreach=fe)
+            kernels.drift(s.params, s.moms, s.inv_masses, h=dt, foreach=fe)
 
-    def _exact_second_half(self, groups: list[_Group]) -> None:
+    def _exact_second_half(self, sets: list[ParamSet]) -> None:
         fe = self._foreach()
-        for g in groups:
-            kernels.kick(g.moms, g.grads, decay=math.exp(-g.gamma * g.dt / 2), coeff=g.dt / 2, foreach=fe)
+        for s in sets:
+            dt = s.lr
+            kernels.kick(s.moms, s.grads, decay=math.exp(-s.option("gamma") * dt / 2), coeff=dt / 2, foreach=fe)
 
     # streaming mode ---------------------------------------------------------
-    def _pending_dt(self, g: _Group) -> float | None:
+    def _pending_dt(self, s: ParamSet) -> float | None:
+        """The dt of the closing half-kick the set's stored momenta still owe (None: nothing owed).
+        A fresh momentum owes nothing whatever this returns."""
         glob = self._global
-        if not glob["pending"]:
+        if not glob["pending"] or all(s.fresh):
             return None
-        return glob["pending_dt"].get(g.index, g.dt)
+        return glob["pending_dt"].get(s.index, s.lr)
 
-    def _streaming_kinetic(self, groups: list[_Group], grad_sq: list[Tensor | None]) -> Tensor:
+    def _streaming_kinetic(self, sets: list[ParamSet], grad_sq: list[Tensor | None]) -> Tensor:
         """``K(p_t)`` with ``p_t = a₁ p_{t−½} − c₁ g`` (the deferred half-kick) expanded as
-        ``½ Σ m (a₁² ‖p‖² − 2 a₁ c₁ ⟨p, g⟩ + c₁² ‖g‖²)``, so p_t never has to be materialised."""
+        ``½ Σ m (a₁² ‖p‖² − 2 a₁ c₁ ⟨p, g⟩ + c₁² ‖g‖²)``, so p_t never has to be materialised
+        (``c₁ = 0`` for a fresh momentum: its p_t is 0)."""
         fe = self._foreach()
         terms = []
-        for g, gsq in zip(groups, grad_sq):
+        for s, gsq in zip(sets, grad_sq):
             if gsq is None:
                 continue
-            m = torch.tensor(g.inv_masses, dtype=torch.float64, device=gsq.device)
-            psq = kernels.squared_norms(g.moms, foreach=fe)
-            prev = self._pending_dt(g)
+            m = torch.tensor(s.inv_masses, dtype=torch.float64, device=gsq.device)
+            psq = kernels.squared_norms(s.moms, foreach=fe)
+            prev = self._pending_dt(s)
             if prev is None:
                 terms.append(0.5 * torch.dot(m, psq))
                 continue
-            a1, c1 = math.exp(-g.gamma * prev / 2), prev / 2
-            pg = kernels.dots(g.moms, g.grads)
+            a1, c1 = math.exp(-s.option("gamma") * prev / 2), prev / 2
+            pg = kernels.dots(s.moms, s.grads)
+            if any(s.fresh):
+                gsq = gsq * torch.tensor([0.0 if f else 1.0 for f in s.fresh], dtype=torch.float64, device=gsq.device)
             terms.append(0.5 * torch.dot(m, a1 * a1 * psq - 2 * a1 * c1 * pg + c1 * c1 * gsq))
         return torch.stack(terms).sum()
 
-    def _streaming_advance(self, groups: list[_Group], *, cap_factor: float) -> None:
+    def _streaming_advance(self, sets: list[ParamSet], *, cap_factor: float) -> None:
         """One pass: ``p ← a₂ s (a₁ p − c₁ g) − c₂ g`` (deferred closing half-kick of the previous
-        step, the cap's factor s, this step's opening half-kick), then ``θ ← θ + dt m p``."""
+        step, the cap's factor s, this step's opening half-kick), then ``θ ← θ + dt m p``. A fresh
+        momentum gets the opening half-kick only, ``p ← −c₂ g``."""
         fe = self._foreach()
         glob = self._global
-        for g in groups:
-            a2, c2 = math.exp(-g.gamma * g.dt / 2), g.dt / 2
-            prev = self._pending_dt(g)
+        for s in sets:
+            a2, c2 = math.exp(-s.option("gamma") * s.lr / 2), s.lr / 2
+            prev = self._pending_dt(s)
             if prev is None:
-                decay, coeff = a2 * cap_factor, c2
+                kernels.kick(s.moms, s.grads, decay=a2 * cap_factor, coeff=c2, foreach=fe)
             else:
-                a1, c1 = math.exp(-g.gamma * prev / 2), prev / 2
-                decay, coeff = a2 * cap_factor * a1, a2 * cap_factor * c1 + c2
-            kernels.kick(g.moms, g.grads, decay=decay, coeff=coeff, foreach=fe)
-            kernels.drift(g.params, g.moms, g.inv_masses, h=g.dt, foreach=fe)
-            glob["pending_dt"][g.index] = g.dt
+                a1, c1 = math.exp(-s.option("gamma") * prev / 2), prev / 2
+                owing = [i for i, f in enumerate(s.fresh) if not f]
+                fresh = [i for i, f in enumerate(s.fresh) if f]
+                moms = [s.moms[i] for i in owing] if fresh else s.moms
+                grads = [s.grads[i] for i in owing] if fresh else s.grads
+                kernels.kick(moms, grads, decay=a2 * cap_factor * a1, coeff=a2 * cap_factor * c1 + c2, foreach=fe)
+                kernels.kick([s.moms[i] for i in fresh], [s.grads[i] for i in fresh], decay=1.0, coeff=c2,
+                             foreach=fe)
+            kernels.drift(s.params, s.moms, s.inv_masses, h=s.lr, foreach=fe)
+            glob["pending_dt"][s.index] = s.lr
         glob["pending"] = True

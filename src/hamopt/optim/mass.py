@@ -16,6 +16,7 @@ Each parameter tensor ``i`` gets one scalar inverse mass ``m_i = M_i^{-1}``:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Union
 
@@ -49,15 +50,43 @@ def inverse_mass(tensor: Tensor, rule: MassRule, clip: tuple[float, float]) -> f
     if rule == "identity":
         return 1.0
     if callable(rule):
-        value = rule(tensor)
-        value = float(value.item() if isinstance(value, Tensor) else value)
-        if not math.isfinite(value) or value <= 0.0:
-            raise ValueError(
-                f"mass: the callable returned {value!r} for a parameter of shape "
-                f"{tuple(tensor.shape)}; an inverse mass must be finite and > 0"
-            )
-        return value
+        return _checked_value(rule(tensor), tensor, "mass")
     raise ValueError(f"mass must be one of {', '.join(map(repr, MASS_NAMES))} or a callable; got {rule!r}")
+
+
+def _checked_value(value: object, tensor: Tensor, name: str) -> float:
+    """A callable's return value as a finite float > 0, or an error naming ``name``."""
+    shape = tuple(tensor.shape)
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}: the callable returned a tensor of shape {tuple(value.shape)} for a parameter of "
+                             f"shape {shape}; it must return one number (the inverse mass)")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: the callable returned {type(value).__name__} {value!r} for a parameter of shape "
+                        f"{shape}; it must return a real number (the inverse mass), finite and > 0")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name}: the callable returned {value!r} for a parameter of shape {shape}; an inverse mass "
+                         "must be finite and > 0")
+    return value
+
+
+def check_mass_on(rule: Callable[[Tensor], object], tensor: Tensor, name: str, index: int) -> None:
+    """Evaluate a mass callable on one parameter at construction; errors name ``name`` and the
+    parameter. On a ``meta`` parameter a tensor-valued result cannot be read and is only checked
+    for its size."""
+    try:
+        value = rule(tensor)
+    except Exception as exc:
+        raise ValueError(f"{name}: the callable raised {type(exc).__name__}: {exc} for parameter {index} "
+                         f"(shape {tuple(tensor.shape)})") from exc
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        if value.numel() != 1:
+            raise ValueError(f"{name}: the callable returned a tensor of shape {tuple(value.shape)} for parameter "
+                             f"{index}; it must return one number (the inverse mass)")
+        return
+    _checked_value(value, tensor, f"{name} (parameter {index})")
 
 
 def validate_mass(rule: object, clip: object) -> tuple[float, float]:

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .. import _validation as V
+from .. import kernels
 from . import _common as K
 
 __all__ = ["BBI", "MOMENTUM_INITS"]
@@ -103,8 +104,8 @@ class BBI(K.ECDOptimizer):
         V.check_nonnegative(f"{where}deltaEn", options["deltaEn"])
         V.check_choice(f"{where}momentum_init", options["momentum_init"], MOMENTUM_INITS)
 
-    def _fresh_global_state(self, seed: int) -> dict[str, Any]:
-        glob = super()._fresh_global_state(seed)
+    def _fresh_global_state(self) -> dict[str, Any]:
+        glob = super()._fresh_global_state()
         glob.update(energy=None, V0=None, counter0=0, counter=0, fixed_bounces=0, min_V=math.inf)
         return glob
 
@@ -117,11 +118,12 @@ class BBI(K.ECDOptimizer):
             m.copy_(g)
         if not per_tensor:
             if gsq > 0.0:
-                K.scale_(moms, -magnitude / math.sqrt(gsq), foreach=fe)
+                kernels.scale(moms, -magnitude / math.sqrt(gsq), foreach=fe)
                 return magnitude * magnitude
-            K.scale_(moms, 0.0, foreach=fe)
+            kernels.scale(moms, 0.0, foreach=fe)
             return 0.0
-        norms = torch.stack([torch.linalg.vector_norm(g).to(torch.float64) for g in grads])
+        (norms_sq,) = self._reduce(torch.stack([torch.linalg.vector_norm(g).to(torch.float64).square() for g in grads]))
+        norms = norms_sq.sqrt()
         factors = torch.where(norms > 0, -magnitude / torch.where(norms > 0, norms, 1.0), 0.0)
         for m, f in zip(moms, factors.unbind()):
             m.mul_(f.to(m.dtype))
@@ -135,16 +137,14 @@ class BBI(K.ECDOptimizer):
         eps1, eps2 = float(opt["eps1"]), float(opt["eps2"])
         t0, t1, nb = int(opt["threshold0"]), int(opt["threshold"]), int(opt["n_fixed_bounces"])
         fe = self._foreach()
-        dev = self._device()
         groups = self._gather()
         moms = [m for g in groups for m in g.moms]
         grads = [t for g in groups for t in g.grads]
 
         # sync 1: loss, ½λ‖θ‖², ‖π‖², ‖g‖²
-        loss, wd, p2, gsq = K.to_host([loss_t, self._weight_decay_term(groups),
-                                       K.sq_norm(moms, foreach=fe, device=dev),
-                                       K.sq_norm(grads, foreach=fe, device=dev)])
-        self._check_finite(loss, gsq)
+        loss, wd, p2, gsq = self._to_host(loss_t, *self._reduce(self._weight_decay_term(groups),
+                                                                self._sq_norm(moms), self._sq_norm(grads)))
+        self._raise_if_nonfinite(loss, gsq)
         pot = loss + (wd or 0.0) - v0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
         if not moms:
@@ -159,7 +159,7 @@ class BBI(K.ECDOptimizer):
             glob["energy"] = pot + delta
             magnitude = math.sqrt(max(0.0, glob["energy"] ** 2 / pot - pot))
             known = self._init_momenta(moms, grads, gsq, magnitude, opt["momentum_init"] == "per_tensor")
-            (p2,) = K.to_host([K.sq_norm(moms, foreach=fe, device=dev)]) if known is None else (known,)
+            (p2,) = self._to_host(*self._reduce(self._sq_norm(moms))) if known is None else (known,)
             glob["initialized"] = True
         energy = glob["energy"]
 
@@ -178,15 +178,15 @@ class BBI(K.ECDOptimizer):
         if not (fixed_due or progress_due):
             # 2. kick and drift
             v_over_e, e_over_v = pot / energy, energy / pot
-            K.scale_(moms, r, foreach=fe)
+            kernels.scale(moms, r, foreach=fe)
             for g in groups:
                 coef = 0.5 * g.lr * (v_over_e + e_over_v)
-                K.axpy_(g.moms, g.grads, -coef, foreach=fe)
-                if g.weight_decay:
-                    K.axpy_(g.moms, g.params, -coef * g.weight_decay, foreach=fe)
-                K.axpy_(g.params, g.moms, g.lr * v_over_e, foreach=fe)
+                kernels.axpy(g.moms, g.grads, -coef, foreach=fe)
+                if g.option("weight_decay"):
+                    kernels.axpy(g.moms, g.params, -coef * g.option("weight_decay"), foreach=fe)
+                kernels.axpy(g.params, g.moms, g.lr * v_over_e, foreach=fe)
             # sync 2: ‖π‖² per group (the displacement and the next P2)
-            group_p2 = K.to_host([K.sq_norm(g.moms, foreach=fe, device=dev) for g in groups])
+            group_p2 = self._to_host(*self._reduce(*[self._sq_norm(g.moms) for g in groups]))
             p2 = sum(group_p2)
             disp = sum((g.lr * v_over_e) ** 2 * gp2 for g, gp2 in zip(groups, group_p2))
             glob["counter0"] += 1
@@ -198,8 +198,8 @@ class BBI(K.ECDOptimizer):
         else:
             # 3. bounce: random direction, norm of the rescaled momentum kept; θ unchanged
             noise = moms  # drawn in place: the old direction is discarded
-            K.fill_uniform_(noise, self._generator, -0.5, 0.5)
-            K.renormalise_(moms, p2_rescaled, foreach=fe)
+            kernels.fill_uniform(noise, self.generator, -0.5, 0.5)
+            self._renormalise(moms, p2_rescaled)
             p2 = p2_rescaled
             kind = "fixed" if fixed_due else "progress"
             if fixed_due:

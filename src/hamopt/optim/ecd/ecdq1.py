@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import _validation as V
+from .. import kernels
 from . import _common as K
 from .ecdsep import bounce_
 
@@ -95,11 +96,11 @@ class ECDq1(K.ECDOptimizer):
     def _init_velocity(self, vels: list[Tensor], grads: list[Tensor]) -> None:
         """``v = −∇L/‖∇L‖`` on the device (0 for a zero gradient)."""
         fe = self._foreach()
-        gsq = K.sq_norm(grads, foreach=fe)
+        (gsq,) = self._reduce(self._sq_norm(grads))
         factor = torch.where(gsq > 0, -torch.rsqrt(torch.where(gsq > 0, gsq, 1.0)), 0.0)
         for v, g in zip(vels, grads):
             v.copy_(g)
-        K.scale_by_tensor_(vels, factor, foreach=fe)
+        kernels.scale_by_tensor(vels, factor, foreach=fe)
 
     # ------------------------------------------------------------------ one step
     def _step(self, loss_t: Tensor) -> None:
@@ -109,7 +110,6 @@ class ECDq1(K.ECDOptimizer):
         eps1, eps2 = float(opt["eps1"]), float(opt["eps2"])
         per_tensor = opt["projection"] == "per_tensor"
         fe = self._foreach()
-        dev = self._device()
         groups = self._gather()
         vels = [m for g in groups for m in g.moms]
         grads = [t for g in groups for t in g.grads]
@@ -121,25 +121,25 @@ class ECDq1(K.ECDOptimizer):
         def v_dependent() -> list[Tensor]:
             """‖v‖² and ⟨v, G⟩ (the global sum, or one value per tensor)."""
             if not vels:
-                return [torch.zeros((), dtype=torch.float64, device=dev)]
-            vg = K.dots(vels, grads)
-            if any(g.weight_decay for g in groups):
-                lam = torch.tensor([g.weight_decay for g in groups for _ in g.params], dtype=torch.float64,
+                return [torch.zeros((), dtype=torch.float64, device=self._device())]
+            vg = kernels.dots(vels, grads)
+            if any(g.option("weight_decay") for g in groups):
+                lam = torch.tensor([g.option("weight_decay") for g in groups for _ in g.params], dtype=torch.float64,
                                    device=vg.device)
-                vg = vg + lam * K.dots(vels, params)
-            return [K.sq_norm(vels, foreach=fe), vg if per_tensor else vg.sum()]
+                vg = vg + lam * kernels.dots(vels, params)
+            return [self._sq_norm(vels), vg if per_tensor else vg.sum()]
 
         # sync 1: loss, ½λ‖θ‖², ‖∇L‖², and once initialised ‖v‖², ⟨v, G⟩
         first = bool(vels) and not glob["initialized"]
-        loss, wd, gsq, *vvals = K.to_host(
-            [loss_t, self._weight_decay_term(groups), K.sq_norm(grads, foreach=fe, device=dev)]
-            + ([] if first else v_dependent())
+        loss, wd, gsq, *vvals = self._to_host(
+            loss_t, *self._reduce(self._weight_decay_term(groups), self._sq_norm(grads),
+                                  *([] if first else v_dependent()))
         )
-        self._check_finite(loss, gsq)
+        self._raise_if_nonfinite(loss, gsq)
         if first:  # once, even if this step is skipped below; one extra sync on this step only
             self._init_velocity(vels, grads)
             glob["initialized"] = True
-            vvals = K.to_host(v_dependent())
+            vvals = self._to_host(*self._reduce(*v_dependent()))
         p2, *vdots = vvals
         pot = loss + (wd or 0.0) - F0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq), d=d)
@@ -152,7 +152,7 @@ class ECDq1(K.ECDOptimizer):
 
         owed, p2, applied = self._resolve_deferred(groups, p2)
         if applied:
-            p2, *vdots = K.to_host(v_dependent())
+            p2, *vdots = self._to_host(*self._reduce(*v_dependent()))
         elif owed != 1.0:  # ⟨v, G⟩ of the spec's v = owed · buffer
             vdots = [[owed * x for x in vdots[0]]] if per_tensor else [owed * vdots[0]]
 
@@ -171,26 +171,26 @@ class ECDq1(K.ECDOptimizer):
             a = 0.5 * (g.lr / math.sqrt(eta)) * eta * d / (d - 1) / pot
             n = len(g.params)
             if per_tensor:
-                K.scale_each_(g.moms, [owed * c * (1.0 + a * c * x) for x in dots_per_tensor[offset:offset + n]],
+                kernels.scale_each(g.moms, [owed * c * (1.0 + a * c * x) for x in dots_per_tensor[offset:offset + n]],
                               foreach=fe)
             else:
-                K.scale_(g.moms, owed * c * (1.0 + a * c * vdots[0]), foreach=fe)
-            K.axpy_(g.moms, g.grads, -a, foreach=fe)
-            if g.weight_decay:
-                K.axpy_(g.moms, g.params, -a * g.weight_decay, foreach=fe)
+                kernels.scale(g.moms, owed * c * (1.0 + a * c * vdots[0]), foreach=fe)
+            kernels.axpy(g.moms, g.grads, -a, foreach=fe)
+            if g.option("weight_decay"):
+                kernels.axpy(g.moms, g.params, -a * g.option("weight_decay"), foreach=fe)
             offset += n
         # 3. drift
         for g in groups:
-            K.axpy_(g.params, g.moms, g.lr / math.sqrt(eta), foreach=fe)
+            kernels.axpy(g.params, g.moms, g.lr / math.sqrt(eta), foreach=fe)
         # sync 2: ‖v‖² per group
-        group_p2 = K.to_host([K.sq_norm(g.moms, foreach=fe, device=dev) for g in groups])
+        group_p2 = self._to_host(*self._reduce(*[self._sq_norm(g.moms) for g in groups]))
         p2 = sum(group_p2)
         disp = sum((g.lr / math.sqrt(eta)) ** 2 * gp2 for g, gp2 in zip(groups, group_p2))
 
         # 4. bounce
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
-            bounce_(vels, self._noise_buffers(vels), p2, nu / math.sqrt(d), self._generator, foreach=fe)
+            bounce_(vels, self._noise_buffers(vels), p2, nu / math.sqrt(d), self.generator, foreach=fe)
             self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2

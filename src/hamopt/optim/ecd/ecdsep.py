@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .. import _validation as V
+from .. import kernels
 from . import _common as K
 
 __all__ = ["ECDSep", "bounce_"]
@@ -43,9 +44,9 @@ def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, gener
             *, foreach: bool) -> None:
     r"""The random part of the norm-keeping bounce ``p ← ‖p‖ u/‖u‖``, ``u = p/‖p‖ + ν z``,
     ``z ~ N(0, I)``: ``p ← p + ν ‖p‖ z`` (``p2 = ‖p‖²``). The positive rescale back to ``‖p‖² = p2``
-    is left to the caller (:func:`~hamopt.optim.ecd._common.renormalise_`, or deferred)."""
-    K.fill_normal_(noise, generator)
-    K.axpy_(moms, noise, nu * math.sqrt(p2), foreach=foreach)
+    is left to the caller (:meth:`~hamopt.optim.base.HamoptOptimizer._renormalise`, or deferred)."""
+    kernels.fill_normal(noise, generator)
+    kernels.axpy(moms, noise, nu * math.sqrt(p2), foreach=foreach)
 
 
 class ECDSep(K.ECDOptimizer):
@@ -111,8 +112,8 @@ class ECDSep(K.ECDOptimizer):
                               f"deltaEn={delta:g} is ignored", stacklevel=4)
             options["deltaEn"] = 1.0
 
-    def _fresh_global_state(self, seed: int) -> dict[str, Any]:
-        glob = super()._fresh_global_state(seed)
+    def _fresh_global_state(self) -> dict[str, Any]:
+        glob = super()._fresh_global_state()
         glob["log_C"] = None
         return glob
 
@@ -126,13 +127,11 @@ class ECDSep(K.ECDOptimizer):
         groups = self._gather()
         moms = [m for g in groups for m in g.moms]
         grads = [t for g in groups for t in g.grads]
-        dev = self._device()
 
         # sync 1: loss, ½λ‖θ‖², ‖p‖², ‖∇L‖²
-        loss, wd, p2, gsq = K.to_host([loss_t, self._weight_decay_term(groups),
-                                       K.sq_norm(moms, foreach=fe, device=dev),
-                                       K.sq_norm(grads, foreach=fe, device=dev)])
-        self._check_finite(loss, gsq)
+        loss, wd, p2, gsq = self._to_host(loss_t, *self._reduce(self._weight_decay_term(groups),
+                                                                self._sq_norm(moms), self._sq_norm(grads)))
+        self._raise_if_nonfinite(loss, gsq)
         pot = loss + (wd or 0.0) - F0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
         if not moms:
@@ -148,7 +147,7 @@ class ECDSep(K.ECDOptimizer):
             if delta > 0.0 and gsq > 0.0:
                 for m, g in zip(moms, grads):
                     m.copy_(g)
-                K.scale_(moms, -math.sqrt(delta / gsq), foreach=fe)
+                kernels.scale(moms, -math.sqrt(delta / gsq), foreach=fe)
                 p2 = delta
             glob["initialized"] = True
         log_c = glob["log_C"]
@@ -159,20 +158,21 @@ class ECDSep(K.ECDOptimizer):
             x = log_c - log_v
             target = math.exp(x) - s if x < _LOG_MAX else math.inf
             if not (abs(target - p2) < eps1 or target < 0.0):
-                c = math.sqrt(target / p2) if math.isfinite(target) else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX))
+                c = (math.sqrt(target / p2) if math.isfinite(target)
+                     else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX)))
         p2_rescaled = c * c * p2
         invariant = math.log(s + p2_rescaled) + log_v if s + p2_rescaled > 0 else -math.inf
         error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
 
         # 2. kick (the scale also settles the last bounce's deferred rescale)
-        K.scale_(moms, c * owed, foreach=fe)
+        kernels.scale(moms, c * owed, foreach=fe)
         for g in groups:
             coef = g.lr * eta / pot
-            K.axpy_(g.moms, g.grads, -coef, foreach=fe)
-            if g.weight_decay:
-                K.axpy_(g.moms, g.params, -coef * g.weight_decay, foreach=fe)
+            kernels.axpy(g.moms, g.grads, -coef, foreach=fe)
+            if g.option("weight_decay"):
+                kernels.axpy(g.moms, g.params, -coef * g.option("weight_decay"), foreach=fe)
         # sync 2: ‖p‖² per group
-        group_p2 = K.to_host([K.sq_norm(g.moms, foreach=fe, device=dev) for g in groups])
+        group_p2 = self._to_host(*self._reduce(*[self._sq_norm(g.moms) for g in groups]))
         p2 = sum(group_p2)
         if not math.isfinite(p2):
             raise FloatingPointError(f"ECDSep: ‖p‖² = {p2} after the kick at step {glob['step']}")
@@ -182,13 +182,13 @@ class ECDSep(K.ECDOptimizer):
         if s + p2 > 0.0:
             for g, gp2 in zip(groups, group_p2):
                 h = g.lr * 2.0 / (s + p2)
-                K.axpy_(g.params, g.moms, h, foreach=fe)
+                kernels.axpy(g.params, g.moms, h, foreach=fe)
                 disp += h * h * gp2
 
         # 4. bounce
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
-            bounce_(moms, self._noise_buffers(moms), p2, nu, self._generator, foreach=fe)
+            bounce_(moms, self._noise_buffers(moms), p2, nu, self.generator, foreach=fe)
             self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2
