@@ -122,14 +122,8 @@ def assert_same_tensors(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 
 
 def global_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimiser-wide scalars (``step``, ``H0``, ...): the public accessor when there is one."""
-    state = getattr(opt, "global_state", None)
-    if state is not None:
-        return state
-    for key in ("hamopt", "ecd"):
-        if key in opt.state:
-            return opt.state[key]
-    raise AssertionError(f"{type(opt).__name__} exposes no optimiser-wide state")
+    """The optimiser-wide scalars (``step``, ``H0``, ...) through the public accessor."""
+    return opt.global_state
 
 
 def step_count(opt: torch.optim.Optimizer) -> int:
