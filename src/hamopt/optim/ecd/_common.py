@@ -22,6 +22,7 @@ The generator is created on first use, on the parameters' device, so an optimise
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Callable
@@ -234,9 +235,9 @@ class ECDOptimizer(HamoptOptimizer):
         self._step(loss)
         return value
 
+    @abc.abstractmethod
     def _step(self, loss: Tensor) -> None:
         """The optimiser's update for the evaluated loss (gradients are in ``.grad``)."""
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------- shared validation
