@@ -94,6 +94,9 @@ def test_bad_preset_arguments(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(SpecError, match="CUDA is not available"):
             run_preset("symbreak-124m", tmp_path, device=None)
+    for device in ("gpu", "xla"):  # not a device torch can use here: refused like a drift spec's
+        with pytest.raises(SpecError, match=f"device: '{device}' is not available"):
+            run_preset(small_preset(), tmp_path, device=device)
     with pytest.raises(SpecError, match="optimizers"):
         plan_runs(small_preset(optimizers=("lion",)))
     with pytest.raises(SpecError, match="data_dir is required"):
