@@ -204,3 +204,18 @@ def test_the_study_travels_to_a_worker_process_intact():
     (a, _), (b, _) = execute(study, cfg), execute(copy, cfg)
     assert {k: v for k, v in a.items() if k != "wall_s"} == {
         k: v for k, v in b.items() if k != "wall_s"}
+
+
+def test_hamopt_report_rewrites_a_symbreak_directory(tmp_path, capsys):
+    from hamopt.cli import main
+    from hamopt.experiments.symbreak_report import stored_preset_name
+
+    run_preset(small_preset(steps=2, optimizers=("leapfrog",), variants=("symmetric",)), tmp_path)
+    (tmp_path / "report.html").unlink()
+    capsys.readouterr()
+    assert stored_preset_name(tmp_path) == "symbreak-tiny"
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "leapfrog" in out and "symmetric" in out
+    assert (tmp_path / "report.html").is_file()
+    assert stored_preset_name(tmp_path / "absent") is None

@@ -23,7 +23,7 @@ from ..diagnostics import tail_median_abs
 from ..diagnostics.cap import mean_ci
 from .atomic import atomic_write_text, write_csv
 
-__all__ = ["TABLE_COLUMNS", "analyse", "format_table"]
+__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "stored_preset_name"]
 
 TAIL_FRACTION = 0.2
 
@@ -46,6 +46,23 @@ def _load(root: Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]]
         if r.manifest is not None:
             out.append((r.manifest, store.read_steps(r.run_id).to_pydict()))
     return out, store.accounting()
+
+
+def stored_preset_name(out: str | Path) -> str | None:
+    """The preset name when ``out`` holds a symmetry-breaking study (its stored ``spec.yaml`` is a
+    preset: it lists ``variants`` and ``types``); None for any other directory."""
+    import yaml
+
+    from .store import RunStore
+
+    text = RunStore(out).read_text("spec.yaml") if Path(out).is_dir() else None
+    try:
+        meta = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    if not isinstance(meta, dict) or "variants" not in meta or "types" not in meta:
+        return None
+    return str(meta.get("name", ""))
 
 
 def _optimizer_order(root: Path, runs: list[tuple[dict[str, Any], Any]]) -> list[str]:
