@@ -219,3 +219,15 @@ def test_hamopt_report_rewrites_a_symbreak_directory(tmp_path, capsys):
     assert "leapfrog" in out and "symmetric" in out
     assert (tmp_path / "report.html").is_file()
     assert stored_preset_name(tmp_path / "absent") is None
+
+
+def test_a_damaged_run_is_named_in_the_report_not_fatal(tmp_path):
+    from hamopt.experiments.symbreak import analyse
+
+    preset = small_preset(steps=2, optimizers=("leapfrog",))
+    run_preset(preset, tmp_path)
+    damaged = sorted((tmp_path / "runs").iterdir())[0]
+    (damaged / "steps.parquet").write_bytes(b"not parquet")
+    table = analyse(tmp_path, preset_name=preset.name)
+    assert sum(row["n"] for row in table) == 1  # the other run is still in the table
+    assert damaged.name in (tmp_path / "report.html").read_text(encoding="utf-8")
