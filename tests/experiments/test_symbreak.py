@@ -94,6 +94,9 @@ def test_bad_preset_arguments(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(SpecError, match="CUDA is not available"):
             run_preset("symbreak-124m", tmp_path, device=None)
+    for device in ("gpu", "xla"):  # not a device torch can use here: refused like a drift spec's
+        with pytest.raises(SpecError, match=f"device: '{device}' is not available"):
+            run_preset(small_preset(), tmp_path, device=device)
     with pytest.raises(SpecError, match="optimizers"):
         plan_runs(small_preset(optimizers=("lion",)))
     with pytest.raises(SpecError, match="data_dir is required"):
@@ -201,3 +204,30 @@ def test_the_study_travels_to_a_worker_process_intact():
     (a, _), (b, _) = execute(study, cfg), execute(copy, cfg)
     assert {k: v for k, v in a.items() if k != "wall_s"} == {
         k: v for k, v in b.items() if k != "wall_s"}
+
+
+def test_hamopt_report_rewrites_a_symbreak_directory(tmp_path, capsys):
+    from hamopt.cli import main
+    from hamopt.experiments.symbreak_report import stored_preset_name
+
+    run_preset(small_preset(steps=2, optimizers=("leapfrog",), variants=("symmetric",)), tmp_path)
+    (tmp_path / "report.html").unlink()
+    capsys.readouterr()
+    assert stored_preset_name(tmp_path) == "symbreak-tiny"
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "leapfrog" in out and "symmetric" in out
+    assert (tmp_path / "report.html").is_file()
+    assert stored_preset_name(tmp_path / "absent") is None
+
+
+def test_a_damaged_run_is_named_in_the_report_not_fatal(tmp_path):
+    from hamopt.experiments.symbreak import analyse
+
+    preset = small_preset(steps=2, optimizers=("leapfrog",))
+    run_preset(preset, tmp_path)
+    damaged = sorted((tmp_path / "runs").iterdir())[0]
+    (damaged / "steps.parquet").write_bytes(b"not parquet")
+    table = analyse(tmp_path, preset_name=preset.name)
+    assert sum(row["n"] for row in table) == 1  # the other run is still in the table
+    assert damaged.name in (tmp_path / "report.html").read_text(encoding="utf-8")

@@ -1,4 +1,5 @@
-"""``hamopt report DIR``: tables, figures, catalogue and a self-contained report.html of a sweep."""
+"""``hamopt report DIR``: tables, figures, catalogue and a self-contained report.html of a sweep
+(for a symmetry-breaking study's directory, that study's table, figures and report)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(out: str) -> int:
+    from ..experiments.symbreak_report import stored_preset_name
     from ..report import write_report
     from ._lab import print_table
 
+    preset = stored_preset_name(out)
+    if preset is not None:
+        return _symbreak_report(out, preset)
     files = write_report(out)
     print_table(files.table)
     _print_gaps(files.accounting, out)
@@ -50,3 +55,14 @@ def _print_gaps(accounting: object, out: str) -> None:
         print(f"run {run_id} damaged: {why}", file=sys.stderr)
     if missing or damaged:
         print(f"rerun the sweep with --out {out} to complete them", file=sys.stderr)
+
+
+def _symbreak_report(out: str, preset: str) -> int:
+    """A symmetry-breaking study's directory: its own table, figures and report.html."""
+    from pathlib import Path
+
+    from ..experiments.symbreak_report import analyse, format_table
+
+    print(format_table(analyse(out, preset_name=preset)))
+    print(f"report: {Path(out) / 'report.html'}")
+    return 0

@@ -40,6 +40,7 @@ import torch
 from .. import families
 from .engine import Study, StudyRun, execute, run_study
 from .spec import SpecError
+from .spec_load import available_devices
 from .symbreak_data import check_data_dir, load_study_data, validation_loss
 from .symbreak_report import analyse, format_table
 
@@ -325,6 +326,12 @@ def resolve_preset(
         raise SpecError(
             f"device: preset {preset.name} runs on {preset.device!r}, but CUDA is not available "
             "here; pass device='cpu' (--device cpu) to force the CPU"
+        )
+    devices = available_devices()
+    if ("cuda:0" if preset.device == "cuda" else preset.device) not in devices:
+        raise SpecError(
+            f"device: {preset.device!r} is not available on this machine; available here: "
+            f"{', '.join(map(repr, devices))}"
         )
     plan_runs(preset)  # unknown optimisers are refused before anything runs
     return preset

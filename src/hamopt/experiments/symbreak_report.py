@@ -23,7 +23,7 @@ from ..diagnostics import tail_median_abs
 from ..diagnostics.cap import mean_ci
 from .atomic import atomic_write_text, write_csv
 
-__all__ = ["TABLE_COLUMNS", "analyse", "format_table"]
+__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "stored_preset_name"]
 
 TAIL_FRACTION = 0.2
 
@@ -35,17 +35,39 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 
 
 def _load(root: Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]], Any]:
-    """The runs with a manifest (and their step columns), and the store's run accounting."""
-    from .store import RunStore
+    """The runs with a manifest and readable steps (and their step columns), and the store's run
+    accounting, which names a run whose files are damaged."""
+    from .store import CorruptRunError, RunStore
 
     store = RunStore(root)
     if not store.runs_dir.is_dir():
         raise FileNotFoundError(f"{root} has no runs/ directory: run the preset into it first")
     out = []
     for r in store.runs():
-        if r.manifest is not None:
+        if r.manifest is None:
+            continue
+        try:
             out.append((r.manifest, store.read_steps(r.run_id).to_pydict()))
+        except CorruptRunError:
+            continue  # left out of the table; the accounting names it in the report
     return out, store.accounting()
+
+
+def stored_preset_name(out: str | Path) -> str | None:
+    """The preset name when ``out`` holds a symmetry-breaking study (its stored ``spec.yaml`` is a
+    preset: it lists ``variants`` and ``types``); None for any other directory."""
+    import yaml
+
+    from .store import RunStore
+
+    text = RunStore(out).read_text("spec.yaml") if Path(out).is_dir() else None
+    try:
+        meta = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    if not isinstance(meta, dict) or "variants" not in meta or "types" not in meta:
+        return None
+    return str(meta.get("name", ""))
 
 
 def _optimizer_order(root: Path, runs: list[tuple[dict[str, Any], Any]]) -> list[str]:
