@@ -92,11 +92,10 @@ def _step_size_key(optimizer: Optimizer) -> str:
 
 
 def _displacement_kinetic(optimizer: Optimizer, before: list[list[Tensor]], key: str) -> float:
-    """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / h_group`` with each group's own step size ``group[key]``."""
+    """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / lr_group``, each group's step size read as ``group[key]``."""
     total = 0.0
     for group, olds in zip(optimizer.param_groups, before, strict=True):
-        value = group[key]
-        lr = float(value.item() if isinstance(value, Tensor) else value)
+        lr = C._lr(group, key)
         sq = sum(float((p.detach().double() - b.double()).square().sum()) for p, b in zip(group["params"], olds))
         total += 0.5 * sq / lr
     return total
