@@ -95,3 +95,30 @@ def test_reregistering_a_name_replaces_it(restore_registry):
     rmsprop = torch.optim.RMSprop([torch.zeros(2, requires_grad=True)])
     with pytest.raises(UnregisteredOptimizerError):
         convention_for(rmsprop)  # its convention left with its family
+
+
+class _EtaDescent(torch.optim.Optimizer):
+    """Gradient descent whose step size is called ``eta`` (not ``lr``)."""
+
+    def __init__(self, params, eta=0.1):
+        super().__init__(params, {"eta": eta})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        with torch.enable_grad():
+            loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(p.grad, alpha=-group["eta"])
+        return loss
+
+
+def test_displacement_form_reads_each_groups_step_size_under_its_own_name(restore_registry):
+    family = families.register_optimizer(_EtaDescent, name="eta-descent", step_size_name="eta")
+    a, b = torch.ones(2, requires_grad=True), torch.ones(3, requires_grad=True)
+    opt = _EtaDescent([{"params": [a], "eta": 0.1}, {"params": [b], "eta": 0.4}])
+    assert family.time_step(opt) == pytest.approx(math.sqrt(0.1))
+    record = EnergyTracker(opt).step(lambda: 0.5 * (a.square().sum() + b.square().sum()))
+    # Δθ = −eta·θ per group, so K = Σ_groups ½ ‖eta θ‖² / eta = ½ (0.1·2 + 0.4·3)
+    assert record.step_size == pytest.approx(0.1)
+    assert record.kinetic == pytest.approx(0.5 * (0.1 * 2 + 0.4 * 3))

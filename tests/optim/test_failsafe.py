@@ -298,6 +298,33 @@ def test_late_joining_parameter_moves_as_in_exact_mode(cls, how, lr_b):
     torch.testing.assert_close(q.b.detach() - b0, first_exact_displacement(cls, lr_b), rtol=1e-12, atol=1e-15)
 
 
+
+@pytest.mark.parametrize("cls", [hamopt.Leapfrog, hamopt.Euler], ids=["Leapfrog", "Euler"])
+def test_late_joining_parameter_after_a_refused_step_still_moves_as_in_exact_mode(cls):
+    """A step refused by the non-finite guard leaves no trace: the late parameter's momentum is
+    still new at the next step, which therefore owes it no closing half-kick."""
+    q = TwoQuadratics()
+    opt = cls([q.a, q.b], mode="streaming", **OPTIONS_6)
+    run(opt, q.loss, 3)
+    q.use_b = True
+    with pytest.raises(hamopt.NonFiniteError):
+        run(opt, lambda: q.loss() * float("nan"), 1)
+    assert q.b not in opt.state or "momentum" not in opt.state[q.b]
+    b0 = q.b.detach().clone()
+    run(opt, q.loss, 1)
+    torch.testing.assert_close(q.b.detach() - b0, first_exact_displacement(cls, 0.1), rtol=1e-12, atol=1e-15)
+
+
+
+@pytest.mark.parametrize("name", STREAMING)
+def test_streaming_step_refused_by_the_non_finite_guard_creates_no_state(name):
+    model, opt = build(name)
+    with pytest.raises(hamopt.NonFiniteError):
+        run(opt, lambda: model.loss() * float("nan"), 1)
+    assert not any(opt._buffer in st for st in opt.state.values())
+    assert global_state(opt)["step"] == 0
+
+
 # ---------------------------------------------------------------------- 7. distributed checkpoints
 @pytest.mark.parametrize("frozen", [None, "fc1.weight"], ids=["all-trained", "first-frozen"])
 @pytest.mark.parametrize("name", NAMES)

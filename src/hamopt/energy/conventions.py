@@ -145,8 +145,9 @@ def step_size(optimizer: Optimizer) -> float:
 
 
 # ---------------------------------------------------------------------- built-in conventions
-def _lr(group: dict) -> float:
-    lr = group["lr"]
+def _lr(group: dict, key: str = "lr") -> float:
+    """A param group's step size ``group[key]`` as a float (torch allows a tensor lr)."""
+    lr = group[key]
     return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..errors import NonFiniteError
+from ..errors import NonFiniteError, UnregisteredOptimizerError
 from . import conventions as C
 
 __all__ = ["EnergyTracker", "StepRecord"]
@@ -80,11 +80,22 @@ def _params(optimizer: Optimizer) -> list[Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
 
 
-def _displacement_kinetic(optimizer: Optimizer, before: list[list[Tensor]]) -> float:
-    """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / lr_group`` (each group with its own lr)."""
+def _step_size_key(optimizer: Optimizer) -> str:
+    """The param-group key of the optimiser's step size: its family's ``step_size_name`` (``lr``
+    when only a convention is registered for it)."""
+    from ..families import for_optimizer
+
+    try:
+        return for_optimizer(optimizer).step_size_name
+    except UnregisteredOptimizerError:
+        return "lr"
+
+
+def _displacement_kinetic(optimizer: Optimizer, before: list[list[Tensor]], key: str) -> float:
+    """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / lr_group``, each group's step size read as ``group[key]``."""
     total = 0.0
     for group, olds in zip(optimizer.param_groups, before, strict=True):
-        lr = C._lr(group)
+        lr = C._lr(group, key)
         sq = sum(float((p.detach().double() - b.double()).square().sum()) for p, b in zip(group["params"], olds))
         total += 0.5 * sq / lr
     return total
@@ -111,6 +122,7 @@ class EnergyTracker:
         self.convention = C.convention_for(optimizer)
         # the convention refuses what it cannot describe (e.g. Nesterov SGD) before any compute
         self.convention.time_step(optimizer)
+        self._step_size_key = _step_size_key(optimizer)
         self.records: list[StepRecord] = []
         self._kinetic_prev: float | None = None
         # streaming Leapfrog/Euler: the optimiser's own ΔH^traj of the previous step
@@ -201,7 +213,7 @@ class EnergyTracker:
         opt.step(closure)
         with torch.no_grad():
             loss_after = float(batch_loss().item())
-        k_after = _displacement_kinetic(opt, before) if displacement else self.convention.kinetic(opt)
+        k_after = _displacement_kinetic(opt, before, self._step_size_key) if displacement else self.convention.kinetic(opt)
         self._kinetic_prev = k_after
         loss = measured["loss"]
         label = C.label(opt)

@@ -282,6 +282,13 @@ class HamoptOptimizer(Optimizer, abc.ABC):
             out.append(pset)
         return out
 
+    def _drop_fresh_buffers(self, sets: list[ParamSet]) -> None:
+        """Undo the buffer creation of this step's :meth:`_gather` (for a refused step)."""
+        for s in sets:
+            for p, new in zip(s.params, s.fresh):
+                if new:
+                    del self.state[p][self._buffer]
+
     def _extend_set(self, pset: ParamSet) -> None:
         """Add optimiser-specific per-tensor values (e.g. inverse masses) to a gathered set."""
 

@@ -304,7 +304,12 @@ class HamiltonianOptimizer(HamoptOptimizer):
         gsq_t = torch.stack([v.sum() for v in present]).sum() if present else None
         kin_t = self._streaming_kinetic(sets, grad_sq) if energy and present else None
         lval, gsq, kinetic = self._to_host(lt, *self._reduce(gsq_t, kin_t))
-        self._raise_if_nonfinite(lval, gsq)
+        try:
+            self._raise_if_nonfinite(lval, gsq)
+        except NonFiniteError:
+            # a buffer kept from a refused step would no longer count as new, and would owe a half-kick
+            self._drop_fresh_buffers(sets)
+            raise
         hamiltonian = delta_h = None
         factor = 1.0
         if kinetic is not None and lval is not None:
