@@ -5,18 +5,7 @@ import torch
 
 from hamopt import families
 from hamopt.diagnostics.noether import NoetherMonitor, momentum_reader
-from hamopt.energy import conventions as C
-from hamopt.families import registry as R
 from hamopt.models.gpt import build_gpt
-
-
-@pytest.fixture
-def restore_registry():
-    saved = dict(R._FAMILIES), dict(R._BY_CLASS), dict(C._REGISTRY)
-    yield
-    for live, old in zip((R._FAMILIES, R._BY_CLASS, C._REGISTRY), saved):
-        live.clear()
-        live.update(old)
 
 
 def _model():

@@ -4,20 +4,9 @@ import pytest
 import torch
 
 from hamopt import families
-from hamopt.energy import conventions as C
 from hamopt.experiments.spec import SpecError, parse_spec
-from hamopt.families import registry as R
 
 from .tiny import tiny_dict
-
-
-@pytest.fixture
-def restore_registry():
-    saved = dict(R._FAMILIES), dict(R._BY_CLASS), dict(C._REGISTRY)
-    yield
-    for live, old in zip((R._FAMILIES, R._BY_CLASS, C._REGISTRY), saved):
-        live.clear()
-        live.update(old)
 
 
 def _with(entry):

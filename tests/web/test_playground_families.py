@@ -2,23 +2,11 @@
 
 from dataclasses import replace
 
-import pytest
 import torch
 
 from hamopt import families
-from hamopt.energy import conventions as C
 from hamopt.families import PlaygroundEntry
-from hamopt.families import registry as R
 from hamopt.playground import OPTIMIZERS, PlaygroundConfig, run_trajectory, suggested_config
-
-
-@pytest.fixture
-def restore_registry():
-    saved = dict(R._FAMILIES), dict(R._BY_CLASS), dict(C._REGISTRY)
-    yield
-    for live, old in zip((R._FAMILIES, R._BY_CLASS, C._REGISTRY), saved):
-        live.clear()
-        live.update(old)
 
 
 def test_table_follows_the_registry():
