@@ -101,12 +101,12 @@ def step_size_at(
     hi = 1.0
     while threshold(hi, hyper) > eigenvalue:
         hi *= 2.0
-        if hi > 1e300:
+        if hi > 1e100:
             raise ValueError(f"the threshold stays above {eigenvalue!r} at every step size")
     lo = hi
     while threshold(lo, hyper) <= eigenvalue:
         lo /= 2.0
-        if lo < 1e-300:
+        if lo < 1e-100:
             raise ValueError(f"the threshold is below {eigenvalue!r} at every step size (no stable step)")
     while hi - lo > rtol * hi:
         mid = math.sqrt(lo * hi)
