@@ -39,11 +39,11 @@ def sweeps(tmp_path_factory):
     off = _small()
     run_sweep(on, root / "on", progress=False, log=lambda s: None)
     run_sweep(off, root / "off", progress=False, log=lambda s: None)
-    return _series(root / "on"), _series(root / "off")
+    return _series(root / "on"), _series(root / "off"), root
 
 
 def test_monitor_records_every_k_steps_and_null_elsewhere(sweeps):
-    on, _ = sweeps
+    on, _, _ = sweeps
     assert len(on) == 4
     for run_id, (manifest, cols) in on.items():
         n = len(cols["step"])
@@ -63,7 +63,7 @@ def test_monitor_records_every_k_steps_and_null_elsewhere(sweeps):
 
 
 def test_threshold_is_the_optimizers_own(sweeps):
-    on, _ = sweeps
+    on, _, _ = sweeps
     for _, (manifest, cols) in on.items():
         thr = next(v for v in cols["threshold"] if v is not None)
         s = manifest["step_size"]
@@ -77,7 +77,7 @@ def test_threshold_is_the_optimizers_own(sweeps):
 
 
 def test_a_step_beyond_the_limit_starts_above_ratio_one(sweeps):
-    on, _ = sweeps
+    on, _, _ = sweeps
     ratios = {m["step_size"]: c["sharpness_ratio"][0] for m, c in on.values() if m["type"] == "sgd"}
     small, large = sorted(ratios)
     # fractions 0.2 and 2.0 of the calibrated limit in h = √lr: lr and so the ratio at the same
@@ -87,7 +87,7 @@ def test_a_step_beyond_the_limit_starts_above_ratio_one(sweeps):
 
 
 def test_the_monitor_does_not_change_the_run(sweeps):
-    on, off = sweeps
+    on, off, _ = sweeps
     assert on.keys() == off.keys()
     for key in on:
         a, b = on[key][1], off[key][1]
@@ -117,3 +117,58 @@ def test_spec_hash_without_the_monitor_is_unchanged():
 def test_bad_stability_values_name_the_field(stability, match):
     with pytest.raises(SpecError, match=match):
         _small(stability=stability)
+
+
+def test_stability_quick_preset():
+    from hamopt.experiments.presets import PRESETS, load_preset
+
+    assert "stability-quick" in PRESETS
+    spec = load_preset("stability-quick")
+    assert spec.stability is not None and spec.stability.every == 10
+    assert spec.dataset.name == "digits" and spec.model.name == "mlp"
+    assert {o.type for o in spec.optimizers} == {"leapfrog", "sgd", "adamw"}
+    for o in spec.optimizers:
+        if o.stability_fractions is not None:  # across the limit measured at initialisation
+            assert min(o.stability_fractions) < 1.0 < max(o.stability_fractions)
+        if o.type == "leapfrog":
+            assert o.hyper["cap"] is None  # the energy cap would hold a diverging run back
+
+
+def test_report_and_web_page_show_the_ratio(sweeps, tmp_path_factory):
+    import shutil
+
+    from hamopt.report import write_report
+    from hamopt.report.stability_figures import STABILITY_FIGURE
+    from hamopt.web.results import ResultsDir
+    from hamopt.web.stability_figures import run_figure
+
+    root = sweeps[2]
+    out = tmp_path_factory.mktemp("report") / "on"
+    shutil.copytree(root / "on", out)
+    files = write_report(out)
+    assert (out / "figures" / f"{STABILITY_FIGURE}.png").stat().st_size > 10_000
+    assert f"alt='{STABILITY_FIGURE}'" in files.html.read_text(encoding="utf-8")
+    import csv
+
+    rows = list(csv.DictReader((out / "stability.csv").open(encoding="utf-8")))
+    assert len(rows) == 4 and all(int(r["measurements"]) >= 2 for r in rows)
+    assert {r["optimizer"] for r in rows} == {"leapfrog-exact", "adamw", "sgd-momentum"}
+    big = next(r for r in rows if r["optimizer"] == "sgd-momentum" and float(r["ratio_first"]) > 1)
+    assert big["first_step_above_1"] == "0"
+    # the web page: a run with the monitor gets the ratio panel, a run without keeps the energy figure
+    rd = ResultsDir(out.parent)
+    run_id = next(iter(sweeps[0]))
+    fig = run_figure(rd.sub("on"), rd.sub("on").run(run_id))
+    assert any(t.name == "ratio" for t in fig.data)
+    rd_off = ResultsDir(root / "off")
+    fig = run_figure(rd_off, rd_off.run(run_id))
+    assert not any(t.name == "ratio" for t in fig.data)
+
+
+def test_sweep_without_the_monitor_gets_no_stability_figure(sweeps):
+    from hamopt.experiments.analysis import analyse
+    from hamopt.report.stability_figures import write_stability_figures
+
+    off = sweeps[2] / "off"
+    assert write_stability_figures(off, analyse(off)) == {}
+    assert not (off / "stability.csv").exists()
