@@ -48,7 +48,7 @@ class SharpnessMonitor:
         loss_fn: Callable[[], Tensor],
         *,
         every: int,
-        iters: int = 20,
+        iters: int = 50,
         tol: float = 1e-3,
         seed: int = 0,
     ) -> None:

@@ -132,7 +132,7 @@ class StabilitySpec(Checked):
     batch size when absent), by at most ``iters`` Lanczos steps to relative residual ``tol``."""
 
     every: Int = Field(ge=1, le=10_000_000)
-    iters: Int = Field(20, ge=1, le=1000)
+    iters: Int = Field(50, ge=1, le=1000)
     tol: Number = Field(1e-3, gt=0.0, lt=1.0)
     batch_size: Int | None = Field(None, ge=1, le=65536)
     seed: Int = Field(0, ge=0, le=SEED_MAX)
