@@ -110,7 +110,7 @@ def test_ratio_09_stays_bounded_and_11_diverges(name):
 
 
 def test_damping_lowers_the_leapfrog_limit():
-    """At γ·dt ≈ 1.6 the undamped rule 4/dt² calls this step stable (ratio < 1), yet it diverges
+    """At γ·dt ≈ 1.8 the undamped rule 4/dt² calls this step stable (ratio 0.87), yet it diverges
     as the damped threshold 4(1+a²)/((1+a)dt²) predicts."""
     build = _hamiltonian(hamopt.Leapfrog, families.LEAPFROG, 3.0)
     dt = _limit(families.LEAPFROG, 1.05, {"gamma": 3.0})

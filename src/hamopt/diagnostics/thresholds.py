@@ -18,8 +18,7 @@ characteristic polynomial lies inside the unit circle (Jury's conditions for ``z
 * **Leapfrog** (kick–drift–kick, ``a = e^{−γ dt/2}`` per half-kick): on an eigenvalue λ of
   ``M⁻¹H`` the one-step matrix has ``D = a²`` and ``T = 1 + a² − (1+a)·dt²λ/2``, so it is stable
   iff ``dt²λ < 4(1+a²)/(1+a)``. Undamped (a = 1) this is ``dt·√λ < 2``; damping *lowers* the
-  limit by the factor ``(1+a²)/(1+a) ≈ 1 − γ dt/2`` (symmetric half-kicks shrink the momentum
-  before the drift).
+  limit by the factor ``(1+a²)/(1+a) ≈ 1 − γ dt/4``.
 * **Euler** (hamopt's explicit Euler: ``θ⁺ = θ + dt M⁻¹p``, ``p⁺ = e^{−γ dt} p − dt ∇L(θ)``):
   ``T = 1 + e^{−γ dt}``, ``D = e^{−γ dt} + dt²λ``, stable iff ``dt²λ < 1 − e^{−γ dt}`` (≈ γ/dt).
   Without damping the threshold is 0: every positive curvature grows by ``√(1+dt²λ)`` per step.
