@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-DRIFT_PRESETS = ("quick", "cpu", "paper")
+DRIFT_PRESETS = ("quick", "cpu", "paper", "stability-quick")
 SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-124m")
 DEFAULT_PRESET = "quick"
 
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset", choices=DRIFT_PRESETS + SYMBREAK_PRESETS, default=DEFAULT_PRESET,
         help="quick: digits/MLP ~1 min; cpu: CIFAR-10 subset/ResNet ~10 min; paper: ResNet-18, "
-        "GPU; symbreak-tiny: GPT attention symmetry study, CPU; symbreak-124m: the same on a GPU "
+        "GPU; stability-quick: the stability monitor on digits/MLP; symbreak-tiny: GPT attention "
+        "symmetry study, CPU; symbreak-124m: the same on a GPU "
         "(--data-root = token shards) (default: %(default)s)",
     )
     p.add_argument("--out", default=None,

@@ -22,6 +22,10 @@ columns), built from :class:`hamopt.energy.EnergyTracker`:
   registered energy convention. A step the optimiser skips (``F ≤ eps2``) leaves θ unchanged, so
   its record has ``loss_after = loss`` and ``K = 0``. Each optimiser's generator is seeded with
   ``derive_seed(run seed, OPTIMIZER_STREAM)`` (:func:`~.drift_setup.optimizer_seed`).
+
+With the spec's ``stability`` monitor on, a :class:`~hamopt.diagnostics.stability_monitor.SharpnessMonitor`
+measures ``lambda_max``, ``threshold`` and ``sharpness_ratio`` before every k-th step on the run's
+fixed :func:`~.drift_setup.stability_batch` (null in the other rows); it leaves the run unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 
 from ..diagnostics.ablations import make_ablation
 from ..energy import EnergyTracker, StepRecord
-from .drift_setup import DTYPES, RunConfig, build
+from .drift_setup import DTYPES, RunConfig, build, stability_batch
 from .engine import StudyRun
 from .store import STEP_COLUMNS
 
@@ -115,6 +119,15 @@ class DriftRun(StudyRun):
         self.tracker = EnergyTracker(self.optimizer)
         self.after: list[float] = []
         self.final_loss: float | None = None
+        self.monitor = None if spec.stability is None else self._monitor(spec, study.dataset, cfg.seed)
+
+    def _monitor(self, spec: Any, dataset: Any, seed: int) -> Any:
+        from ..diagnostics.stability_monitor import SharpnessMonitor
+
+        x, y = stability_batch(spec, dataset, seed)
+        model, st = self.model, spec.stability
+        return SharpnessMonitor(model, self.optimizer, lambda: F.cross_entropy(model(x), y),
+                                every=st.every, iters=st.iters, tol=st.tol, seed=st.seed)
 
     def _batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.stream.batch(t)
@@ -123,6 +136,8 @@ class DriftRun(StudyRun):
     def step(self, t: int) -> float:
         x, y = self._batch(t)
         model = self.model
+        if self.monitor is not None:
+            self.monitor.before_step(t)
         record = self.tracker.step(self.ablation.wrap(lambda: F.cross_entropy(model(x), y)))
         if self.streaming:
             with torch.no_grad():
@@ -136,5 +151,8 @@ class DriftRun(StudyRun):
             self.final_loss = _finite_or_none(float(F.cross_entropy(self.model(x), y)))
 
     def rows(self) -> dict[str, list[Any]]:
-        return records_to_rows(list(self.tracker.records), self.after, self.final_loss,
+        rows = records_to_rows(list(self.tracker.records), self.after, self.final_loss,
                                streaming=self.streaming)
+        if self.monitor is not None:
+            rows.update(self.monitor.columns(len(rows["step"])))
+        return rows

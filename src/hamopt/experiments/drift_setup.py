@@ -3,6 +3,8 @@ r"""The drift study's setup: its run configs, data, models, step-size calibratio
 A run is one optimiser × step size × seed × ablation (:class:`RunConfig`). Step sizes given as
 fractions of the stability limit are turned into step sizes by one calibration at initialisation
 (:func:`calibrate`, :func:`resolve_step_sizes`); :func:`plan_runs` lays the grid out seed by seed.
+With the stability monitor on, :func:`run_schema` adds its columns (:data:`STABILITY_COLUMNS`) and
+each run measures on its own fixed :func:`stability_batch`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .spec import ExperimentSpec, OptimizerSpec, SpecError
 __all__ = [
     "DTYPES",
     "OPTIMIZER_STREAM",
+    "STABILITY_COLUMNS",
     "RunConfig",
     "build",
     "calibrate",
@@ -27,11 +30,15 @@ __all__ = [
     "plan_runs",
     "resolve_step_sizes",
     "run_id_for",
+    "run_schema",
+    "stability_batch",
 ]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZER_STREAM = 4  # derive_seed word of an optimiser's own generator (data streams use 0-2)
 DEFAULT_MASS = {"mass": "fan_in", "mass_clip": (0.125, 8.0)}
+# the stability monitor's step columns (null where not measured)
+STABILITY_COLUMNS = ("lambda_max", "threshold", "sharpness_ratio")
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,33 @@ def calibration_batch(
     )
     x, y = stream.batch(0)
     return x.to(DTYPES[spec.dtype]), y
+
+
+def stability_batch(spec: ExperimentSpec, dataset: Any, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch a run's stability monitor measures on: the first batch (no augmentation)
+    of a stream seeded by the run's seed, ``stability.batch_size`` rows (the spec's batch size
+    when absent)."""
+    from ..data import BatchStream
+
+    size = (spec.stability and spec.stability.batch_size) or spec.batch_size
+    stream = BatchStream(dataset, batch_size=min(size, len(dataset.y_train)), seed=seed, augment=False,
+                         device=spec.device)
+    x, y = stream.batch(0)
+    return x.to(DTYPES[spec.dtype]), y
+
+
+def run_schema(spec: ExperimentSpec) -> Any:
+    """The Parquet schema of the spec's runs: the drift study's steps, plus
+    :data:`STABILITY_COLUMNS` (float64) when the stability monitor is on."""
+    import pyarrow as pa
+
+    from .store import steps_schema
+
+    schema = steps_schema()
+    if spec.stability is not None:
+        for name in STABILITY_COLUMNS:
+            schema = schema.append(pa.field(name, pa.float64()))
+    return schema
 
 
 def needs_calibration(spec: ExperimentSpec) -> bool:

@@ -3,6 +3,8 @@ r"""Built-in sweep presets (``hamopt reproduce --preset NAME``), stored as YAML 
 * ``quick`` — digits, 64-64-10 MLP, CPU, about a minute: the README's main command.
 * ``cpu`` — CIFAR-10 subset, ResNet-20-family network, CPU, about ten minutes.
 * ``paper`` — the study's setting: ResNet-18, CIFAR-10, batch 128, one epoch, its step sizes, GPU.
+* ``stability-quick`` — the stability monitor on the quick problem: Leapfrog, SGD-momentum and AdamW
+  at step sizes across their stability limits, sharpness every 10 steps (a minute or two).
 
 Leapfrog and SGD step sizes of ``quick``/``cpu`` are fractions of the measured stability limit
 (see :mod:`hamopt.experiments.calibrate` and ``docs/lab.md``).
@@ -17,7 +19,7 @@ from .spec import ExperimentSpec, SpecError, parse_spec
 
 __all__ = ["PRESETS", "load_preset", "preset_text"]
 
-PRESETS = ("quick", "cpu", "paper")
+PRESETS = ("quick", "cpu", "paper", "stability-quick")
 
 
 def preset_text(name: str) -> str:

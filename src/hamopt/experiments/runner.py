@@ -33,11 +33,12 @@ from .drift_setup import (
     optimizer_seed,
     plan_runs,
     resolve_step_sizes,
+    run_schema,
 )
 from .engine import RunOutcome, Study, StudyRun, SweepSummary, execute, run_study
 from .reversibility import run_reversibility
 from .spec import ExperimentSpec, spec_hash, spec_to_yaml
-from .store import RunStore, steps_schema, write_csv
+from .store import RunStore, write_csv
 
 __all__ = [
     "DriftStudy",
@@ -84,7 +85,7 @@ class DriftStudy(Study):
         return spec_hash(self.spec), spec_to_yaml(self.spec)
 
     def schema(self) -> Any:
-        return steps_schema()
+        return run_schema(self.spec)
 
     def load(self) -> None:
         if self._loaded_dataset is None:

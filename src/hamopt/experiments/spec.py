@@ -19,6 +19,9 @@ only to families with modes and ``stability_fractions`` only to families with a 
 A seeded family's generator (the ECD bounces) is seeded from each run's own seed, so ``seed`` is
 not a hyper-parameter.
 
+``stability: {every: k}`` (off when absent) records the stability monitor's sharpness, threshold and
+their ratio before every k-th step of every run (:class:`~hamopt.experiments.spec_parts.StabilitySpec`).
+
 Reading a file (UTF-8 only, no repeated keys) and the one-line error messages live in
 :mod:`hamopt.experiments.spec_load`, with :func:`~hamopt.experiments.spec_load.check_runnable`,
 which refuses a spec this machine cannot run (absent device, absent data) before any run starts.
@@ -57,6 +60,7 @@ from .spec_parts import (
     ModelSpec,
     Number,
     ReversibilitySpec,
+    StabilitySpec,
     check_seeds,
 )
 
@@ -77,6 +81,7 @@ __all__ = [
     "ReversibilitySpec",
     "SGDHyper",
     "SEED_MAX",
+    "StabilitySpec",
     "SpecError",
     "load_spec",
     "parse_spec",
@@ -202,6 +207,7 @@ class ExperimentSpec(Checked):
     ablations: AblationSpec | None = None
     reversibility: ReversibilitySpec | None = None
     calibration: CalibrationSpec = CalibrationSpec()
+    stability: StabilitySpec | None = None
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
     threads: Int | None = Field(None, ge=1, le=1024)
@@ -256,6 +262,7 @@ class ExperimentSpec(Checked):
             ("batch_size", self.batch_size),
             ("reversibility.batch_size", self.reversibility and self.reversibility.batch_size),
             ("calibration.batch_size", self.calibration.batch_size),
+            ("stability.batch_size", self.stability and self.stability.batch_size),
         ):
             if size is not None and size > rows:
                 raise ValueError(
@@ -271,6 +278,10 @@ class ExperimentSpec(Checked):
         if dup:
             raise ValueError(
                 f"optimizers: (name, band) pairs must be unique, repeated: {sorted(dup)}"
+            )
+        if self.stability is not None and self.stability.every > self.steps:
+            raise ValueError(
+                f"stability.every must be in 1..{self.steps} (the spec's steps), got {self.stability.every}"
             )
         if self.ablations is not None:
             a = self.ablations
@@ -296,8 +307,10 @@ def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:
 def spec_hash(spec: ExperimentSpec) -> str:
     """SHA-256 of the canonical JSON of the normalised spec, minus keys that do not change results:
     ``threads`` (recorded per run), ``workers``, ``dataset.root`` and ``dataset.download`` (where the data comes
-    from, not what it is)."""
+    from, not what it is); an absent ``stability`` monitor leaves the hash as it was before the monitor existed."""
     data = spec_dict(spec)
+    if data.get("stability") is None:
+        data.pop("stability", None)
     data.pop("threads", None)
     data.pop("workers", None)
     data["dataset"].pop("root", None)
@@ -310,6 +323,8 @@ def spec_to_yaml(spec: ExperimentSpec, extra: dict[str, Any] | None = None) -> s
     import yaml
 
     data = spec_dict(spec)
+    if data.get("stability") is None:
+        data.pop("stability", None)
     if extra:
         data.update(extra)
     return yaml.safe_dump(data, sort_keys=False)

@@ -23,6 +23,7 @@ __all__ = [
     "ModelSpec",
     "Number",
     "ReversibilitySpec",
+    "StabilitySpec",
     "check_seeds",
 ]
 
@@ -122,6 +123,19 @@ class CalibrationSpec(Checked):
 
     iterations: Int = Field(30, ge=2, le=1000)
     batch_size: Int | None = Field(None, ge=1, le=65536)
+
+
+class StabilitySpec(Checked):
+    """The stability monitor (:mod:`hamopt.diagnostics.stability`) in every drift run: the
+    preconditioned sharpness ``λ_max(P⁻¹H)``, the optimiser's threshold and their ratio, measured
+    before every ``every``-th step on one fixed batch per run (``batch_size`` rows, the spec's
+    batch size when absent), by at most ``iters`` Lanczos steps to relative residual ``tol``."""
+
+    every: Int = Field(ge=1, le=10_000_000)
+    iters: Int = Field(50, ge=1, le=1000)
+    tol: Number = Field(1e-3, gt=0.0, lt=1.0)
+    batch_size: Int | None = Field(None, ge=1, le=65536)
+    seed: Int = Field(0, ge=0, le=SEED_MAX)
 
 
 def check_seeds(v: list[int]) -> list[int]:

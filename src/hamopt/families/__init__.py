@@ -20,7 +20,7 @@ See ``docs/families.md``.
 
 from .builtin import ADAM, ADAMW, BBI_FAMILY, ECDQ1, ECDSEP, EULER, LEAPFROG, SGD
 from .hyper import HyperError
-from .record import Family, PlaygroundEntry, StabilityRule
+from .record import Family, PlaygroundEntry, SharpnessRule, StabilityRule
 from .registry import (
     UnknownFamilyError,
     families_with_modes,
@@ -44,6 +44,7 @@ __all__ = [
     "LEAPFROG",
     "PlaygroundEntry",
     "SGD",
+    "SharpnessRule",
     "StabilityRule",
     "UnknownFamilyError",
     "families_with_modes",

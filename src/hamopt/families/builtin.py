@@ -12,6 +12,14 @@ r"""The built-in optimiser families: Leapfrog, Euler, SGD, AdamW, Adam, ECDSep, 
 * ``ecdsep``, ``bbi``, ``ecdq1`` (:class:`hamopt.ECDSep`, ``BBI``, ``ECDq1``): axis and h = ``lr``,
   displacement form ``K = ½‖θ_{t+1} − θ_t‖²/lr``, seeded, no stability rule.
 
+Sharpness thresholds (:mod:`hamopt.diagnostics.thresholds`, on ``λ_max(P⁻¹H)``): Leapfrog
+``4(1+a²)/((1+a)dt²)`` with ``a = e^{−γdt/2}`` and Euler ``(1−e^{−γdt})/dt²``, both with
+``P = M``; SGD ``(2+2μ)/((1−d)η) − wd`` with ``P = I``; Adam/AdamW ``(2+2β1)/((1−β1)η)`` with
+``P = diag(√v̂+ε)``; the ECD family has none (the reason is in its rule). The band-placement rules
+derive from these: Leapfrog and Euler bands are fractions of the *undamped leapfrog* limit
+``2/√λ`` (so both integrators run at the same dt; Euler's own limit is far lower), SGD's of the
+heavy-ball limit.
+
 The formulas live in :mod:`hamopt.energy.conventions`; the records point at them.
 The baselines are built with torch's fused kernels on ``cpu``/``cuda`` (as the lab always has);
 the ECD optimisers get the ``seed`` passed to :meth:`~hamopt.families.Family.build`. SGD refuses
@@ -21,7 +29,6 @@ a different map.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -29,12 +36,19 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from ..diagnostics import thresholds as T
 from ..energy import conventions as C
 from ..optim import BBI, ECDq1, ECDSep, Euler, Leapfrog
 from .hyper import AdamHyper, BBIHyper, ECDq1Hyper, ECDSepHyper, HamiltonianHyper, SGDHyper
-from .record import Family, PlaygroundEntry, StabilityRule
+from .record import Family, PlaygroundEntry, SharpnessRule
 from .registry import register
-from .state import global_scalars, hamiltonian_momentum, sgd_momentum
+from .state import (
+    adam_inverse_preconditioner,
+    global_scalars,
+    hamiltonian_inverse_mass,
+    hamiltonian_momentum,
+    sgd_momentum,
+)
 
 __all__ = ["ADAM", "ADAMW", "BBI_FAMILY", "ECDQ1", "ECDSEP", "EULER", "LEAPFROG", "SGD"]
 
@@ -84,11 +98,21 @@ def _hamiltonian_manifest(opt: Optimizer) -> dict[str, Any]:
     }
 
 
-_DT_RULE = StabilityRule(
-    eigenvalue="lambda_preconditioned",
-    limit=lambda lam, hyper: 2.0 / math.sqrt(lam),
+_LEAPFROG_SHARPNESS = SharpnessRule(
+    T.leapfrog_threshold,
+    "λ_max(M⁻¹H) < 4(1+a²)/((1+a)·dt²), a = e^{−γ·dt/2} (4/dt² undamped)",
+    preconditioned=True,
+)
+_EULER_SHARPNESS = SharpnessRule(
+    T.euler_threshold,
+    "λ_max(M⁻¹H) < (1 − e^{−γ·dt})/dt² (explicit Euler; 0 without damping)",
+    preconditioned=True,
+)
+# bands of both integrators: fractions of the undamped leapfrog limit 2/√λ
+_DT_RULE = _LEAPFROG_SHARPNESS.stability_rule(
     power=1,
     description="dt = f · 2/√λ_max(M⁻¹H) (linear stability: dt²·λ < 4)",
+    at={"gamma": 0.0},
 )
 
 
@@ -101,7 +125,7 @@ def _hamiltonian_playground(config: Any) -> dict[str, Any]:
     return {"gamma": config.gamma, "cap": config.cap, "mass": _scalar_inverse_mass(config)}
 
 
-def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
+def _hamiltonian_family(name: str, display: str, cls: type, sharpness: SharpnessRule) -> Family:
     return Family(
         name=name,
         display_name=display,
@@ -119,11 +143,13 @@ def _hamiltonian_family(name: str, display: str, cls: type) -> Family:
         step_axis="dt",
         description=f"{display}: damped, preconditioned Hamiltonian integrator (time step dt)",
         playground=PlaygroundEntry(name, display, ("gamma", "mass", "cap"), _hamiltonian_playground),
+        sharpness=sharpness,
+        preconditioner=hamiltonian_inverse_mass,
     )
 
 
-LEAPFROG = register(_hamiltonian_family("leapfrog", "Leapfrog", Leapfrog))
-EULER = register(_hamiltonian_family("euler", "Euler", Euler))
+LEAPFROG = register(_hamiltonian_family("leapfrog", "Leapfrog", Leapfrog, _LEAPFROG_SHARPNESS))
+EULER = register(_hamiltonian_family("euler", "Euler", Euler, _EULER_SHARPNESS))
 
 
 # ---------------------------------------------------------------------- SGD
@@ -161,6 +187,11 @@ def _heavy_ball_requirement(h: Mapping[str, Any]) -> str | None:
     return None
 
 
+_SGD_SHARPNESS = SharpnessRule(
+    T.heavy_ball_threshold,
+    "λ_max(H) < (2+2μ)/((1−d)·lr) − weight_decay (2/lr − weight_decay without momentum)",
+)
+
 SGD = register(
     Family(
         name="sgd",
@@ -170,11 +201,9 @@ SGD = register(
         energy=C.SGD_CONVENTION,
         hyper_model=SGDHyper,
         construct=_sgd_construct,
-        stability=StabilityRule(
-            eigenvalue="lambda_hessian",
-            limit=lambda lam, h: 2.0 * (1.0 + h["momentum"]) / ((1.0 - h.get("dampening", 0.0)) * lam),
+        stability=_SGD_SHARPNESS.stability_rule(
             power=2,
-            description="lr = f² · 2(1+μ)/((1−d)·λ_max(H)) (heavy ball: lr·(1−d)·λ < 2(1+μ))",
+            description="lr = f² · 2(1+μ)/((1−d)·(λ_max(H) + wd)) (heavy ball: lr·(1−d)·(λ+wd) < 2(1+μ))",
             requirement=_heavy_ball_requirement,
         ),
         momentum=sgd_momentum,
@@ -187,6 +216,7 @@ SGD = register(
             ("momentum", "weight_decay"),
             lambda c: {"momentum": c.momentum, "weight_decay": c.weight_decay},
         ),
+        sharpness=_SGD_SHARPNESS,
     )
 )
 
@@ -212,6 +242,13 @@ def _adamw_playground(config: Any) -> dict[str, Any]:
     return {"betas": (config.momentum, 0.999), "weight_decay": config.weight_decay}
 
 
+_ADAM_SHARPNESS = SharpnessRule(
+    T.adam_threshold,
+    "λ_max(P⁻¹H) < (2+2β1)/((1−β1)·lr), P = diag(√v̂+ε) (38/lr at β1 = 0.9)",
+    preconditioned=True,
+)
+
+
 def _adam_family(name: str, display: str, cls: type, playground: PlaygroundEntry | None = None) -> Family:
     return Family(
         name=name,
@@ -223,6 +260,8 @@ def _adam_family(name: str, display: str, cls: type, playground: PlaygroundEntry
         construct=_adam_construct(cls),
         description=f"torch.optim.{display}",
         playground=playground,
+        sharpness=_ADAM_SHARPNESS,
+        preconditioner=adam_inverse_preconditioner,
     )
 
 
@@ -279,6 +318,14 @@ def _bbi_playground(config: Any) -> dict[str, Any]:
     return {"v0": config.f0, "weight_decay": config.weight_decay}
 
 
+_ECD_SHARPNESS = SharpnessRule(
+    None,
+    "no threshold: the ECD update rescales the momentum onto its energy shell every step, so its "
+    "step is 2ηΔt²/(F·(s+‖p‖²)) of the state, not a fixed linear map; a mode cannot grow "
+    "geometrically while the energy is conserved (see docs/stability.md)",
+)
+
+
 def _ecd_family(name: str, display: str, cls: type, model: type, playground: PlaygroundEntry) -> Family:
     return Family(
         name=name,
@@ -293,6 +340,7 @@ def _ecd_family(name: str, display: str, cls: type, model: type, playground: Pla
         keeps_own_values=True,
         description=f"{display}: Energy Conserving Descent (seeded bounces)",
         playground=playground,
+        sharpness=_ECD_SHARPNESS,
     )
 
 

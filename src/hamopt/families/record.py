@@ -5,7 +5,9 @@ device)``, which hyper-parameters it takes (:meth:`Family.validate_hyper` builds
 a dummy parameter, so the lab accepts exactly what the optimiser accepts), its step-size axis
 (``dt`` or ``lr``) and Hamiltonian time step ``h``, its energy convention
 (:class:`hamopt.energy.EnergyConvention`), how to read its momentum for the Noether monitor, what
-a run manifest records about it, and its :class:`StabilityRule` for band placement.
+a run manifest records about it, its :class:`SharpnessRule` (the largest stable
+``λ_max(P⁻¹H)`` at a step size, with the preconditioner ``P`` read from the optimiser's state)
+and its :class:`StabilityRule` for band placement, derived from the sharpness rule.
 """
 
 from __future__ import annotations
@@ -24,10 +26,60 @@ from torch.optim import Optimizer
 from ..energy.conventions import EnergyConvention
 from .hyper import HyperError, normalise
 
-__all__ = ["Family", "PlaygroundEntry", "StabilityRule"]
+__all__ = ["Family", "PlaygroundEntry", "SharpnessRule", "StabilityRule"]
 
 Construct = Callable[..., Optimizer]
 MomentumReader = Callable[[Optimizer], "Callable[[Tensor], Tensor] | None"]
+ThresholdFormula = Callable[[float, Mapping[str, Any]], float]
+#: ``optimizer -> (param -> P⁻¹)``: the inverse preconditioner of each parameter, a number or a
+#: tensor of the parameter's shape (see :mod:`hamopt.families.state`).
+PreconditionerReader = Callable[[Optimizer], "Callable[[Tensor], Tensor | float]"]
+
+
+@dataclass(frozen=True)
+class SharpnessRule:
+    r"""The optimiser-aware sharpness threshold: the update is linearly stable iff
+    ``λ_max(P⁻¹H) < threshold(step_size, hyper)`` (:mod:`hamopt.diagnostics.thresholds`).
+
+    Attributes:
+        threshold: ``(step size, hyper or param group) -> threshold``, or None when the family has
+            no threshold (``description`` then says why).
+        description: the rule as a formula, or the reason there is none.
+        preconditioned: True when the eigenvalue is of ``P⁻¹H`` with the family's preconditioner
+            (:attr:`Family.preconditioner`), False for the plain Hessian.
+    """
+
+    threshold: ThresholdFormula | None
+    description: str
+    preconditioned: bool = False
+
+    def value(self, step_size: float, hyper: Mapping[str, Any]) -> float | None:
+        """The threshold at ``step_size`` with ``hyper`` (None: no threshold)."""
+        return None if self.threshold is None else float(self.threshold(step_size, hyper))
+
+    def stability_rule(
+        self,
+        *,
+        power: int,
+        description: str,
+        requirement: Callable[[Mapping[str, Any]], str | None] | None = None,
+        at: Mapping[str, Any] | None = None,
+    ) -> StabilityRule:
+        """The band-placement rule this threshold implies: the step-size limit for a measured
+        eigenvalue is the step size at which the threshold equals it (``at`` overrides hyper
+        values first, e.g. ``{"gamma": 0.0}`` to place bands in units of the undamped limit)."""
+        from ..diagnostics.thresholds import step_size_at
+
+        if self.threshold is None:
+            raise ValueError(f"no threshold to derive a stability rule from: {self.description}")
+        formula, fixed = self.threshold, dict(at or {})
+        return StabilityRule(
+            eigenvalue="lambda_preconditioned" if self.preconditioned else "lambda_hessian",
+            limit=lambda lam, hyper: step_size_at(formula, lam, {**hyper, **fixed}),
+            power=power,
+            description=description,
+            requirement=requirement,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +188,9 @@ class Family:
         step_axis: the drift plot's axis label, ``dt`` or ``lr``.
         description: one line for docs and menus.
         playground: how the 2-D playground offers the family, or None (not offered).
+        sharpness: the sharpness threshold rule, or None (no rule known for this family).
+        preconditioner: ``optimizer -> (param -> P⁻¹)`` for the sharpness ``λ_max(P⁻¹H)``;
+            None: ``P = I``.
     """
 
     name: str
@@ -158,6 +213,8 @@ class Family:
     step_axis: str = "lr"
     description: str = ""
     playground: PlaygroundEntry | None = None
+    sharpness: SharpnessRule | None = None
+    preconditioner: PreconditionerReader | None = None
 
     # ------------------------------------------------------------------ hyper-parameters
     def defaults(self) -> dict[str, Any]:
@@ -276,6 +333,23 @@ class Family:
     def momentum_reader(self, optimizer: Optimizer) -> Callable[[Tensor], Tensor] | None:
         """``param -> P`` in the convention's units, or None when this optimiser keeps none."""
         return None if self.momentum is None else self.momentum(optimizer)
+
+    def inverse_preconditioner(self, optimizer: Optimizer) -> Callable[[Tensor], Tensor | float] | None:
+        """``param -> P⁻¹`` from the optimiser's current state, or None for ``P = I``."""
+        return None if self.preconditioner is None else self.preconditioner(optimizer)
+
+    def sharpness_threshold(self, step_size: float, hyper: Mapping[str, Any]) -> Any:
+        """The :class:`hamopt.diagnostics.thresholds.Threshold` at ``step_size`` with ``hyper``
+        (a param group or a hyper dict)."""
+        from ..diagnostics.thresholds import Threshold
+
+        if isinstance(step_size, Tensor):
+            step_size = float(step_size.item())
+        rule = self.sharpness
+        if rule is None:
+            return Threshold(None, self.name, f"no threshold: no sharpness rule is known for {self.name}")
+        kind = "preconditioned" if rule.preconditioned else "hessian"
+        return Threshold(rule.value(step_size, hyper), self.name, rule.description, kind)
 
     def label(self, optimizer_or_hyper: Optimizer | Mapping[str, Any]) -> str:
         """A short label: ``sgd-momentum`` vs ``sgd``, else the family name."""

@@ -11,6 +11,14 @@ convention (``K = ½ Σ m_i ‖P_i‖²`` with unit mass for the baselines):
 * SGD with momentum μ and dampening d: ``P = −√(lr/(1−d)) · b``, the momentum of the SGD energy
   convention (:func:`hamopt.energy.conventions.sgd_momentum_coefficient`; ``√lr`` for d = 0), with
   each group's lr of now (a scheduler changes it).
+
+Preconditioner readers give ``param -> P⁻¹`` for the sharpness ``λ_max(P⁻¹H)``
+(:mod:`hamopt.diagnostics.stability`):
+
+* Leapfrog/Euler: the inverse mass ``M⁻¹`` of the parameter's group (a number per tensor);
+* Adam/AdamW: ``1/(√v̂ + ε)`` element-wise, ``v̂ = v/(1 − β2^t)`` from ``exp_avg_sq`` (or
+  ``max_exp_avg_sq`` with amsgrad) and the parameter's step count, exactly the denominator of
+  torch's update; it exists only once the parameter has taken a step.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 __all__ = [
+    "adam_inverse_preconditioner",
     "global_scalars",
     "group_step_size",
+    "hamiltonian_inverse_mass",
     "hamiltonian_momentum",
     "sgd_momentum",
 ]
@@ -73,5 +83,41 @@ def sgd_momentum(optimizer: Optimizer) -> MomentumOf | None:
             return torch.zeros_like(p)
         i = index_of[p]
         return buf * -sgd_momentum_coefficient(optimizer.param_groups[i], i)
+
+    return read
+
+
+def hamiltonian_inverse_mass(optimizer: Optimizer) -> Callable[[Tensor], float]:
+    """Leapfrog/Euler: ``param -> M⁻¹`` of its group's mass rule (a number per tensor)."""
+    from ..optim.mass import inverse_mass
+
+    group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
+
+    def read(p: Tensor) -> float:
+        group = group_of[p]
+        return inverse_mass(p, group["mass"], tuple(group["mass_clip"]))
+
+    return read
+
+
+def adam_inverse_preconditioner(optimizer: Optimizer) -> Callable[[Tensor], Tensor]:
+    """Adam/AdamW: ``param -> 1/(√v̂ + ε)`` from the optimiser's state (float64, the parameter's
+    shape). A parameter without state (no step yet) raises a :class:`ValueError`."""
+    group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
+
+    def read(p: Tensor) -> Tensor:
+        group = group_of[p]
+        st = optimizer.state.get(p)
+        key = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
+        if not st or key not in st:
+            raise ValueError(
+                f"{type(optimizer).__name__}'s preconditioner diag(√v̂+ε) is read from its state, which a "
+                f"parameter of shape {tuple(p.shape)} does not have yet: take a step first"
+            )
+        step = st["step"]
+        t = float(step.item() if isinstance(step, Tensor) else step)
+        beta2 = float(group["betas"][1])
+        v_hat = st[key].double() / (1.0 - beta2**t)
+        return 1.0 / (v_hat.sqrt() + float(group["eps"]))
 
     return read

@@ -130,6 +130,7 @@ def write_report(out: str | Path) -> ReportFiles:
     from ..experiments.store import atomic_write_text
     from .figures import write_figures
     from .html import render_html
+    from .stability_figures import write_stability_figures
 
     root = Path(out)
     if not root.is_dir():
@@ -139,6 +140,7 @@ def write_report(out: str | Path) -> ReportFiles:
     analysis = analyse(root)
     write_analysis(root, analysis)
     figures = write_figures(root, analysis, _ablation_series(root, analysis))
+    figures.update(write_stability_figures(root, analysis))
     claims = evaluate_claims(analysis)
     title, meta = _meta(root, analysis)
     page = render_html(

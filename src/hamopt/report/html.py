@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import stability_figures
+
 __all__ = ["render_html"]
 
 _CSS = """
@@ -105,6 +107,7 @@ def render_html(
         "fig3_cap": "Fig. 3 — energy-cap engagement per step size.",
         "fig4_decomposition": "Drift decomposition per optimiser: which part of ΔH^traj is the integrator's.",
         "fig5_ablations": "Memory ablations: energy series and their difference from the default run.",
+        "fig6_stability": stability_figures.CAPTION,
     }
     figs = "".join(
         f"<figure>{_img(p, k)}<figcaption class='note'>{html.escape(fig_caps.get(k, k))}</figcaption></figure>"

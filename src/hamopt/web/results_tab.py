@@ -15,10 +15,10 @@ from .lab_figures import (
     results_cap_figure,
     results_drift_figure,
     results_reversibility_figure,
-    run_energy_figure,
 )
 from .plot_style import message_figure
 from .results import MissingResultError, PathOutsideResultsError, ResultsDir
+from .stability_figures import run_figure
 
 __all__ = ["csv_view", "results_tab", "results_view", "run_view"]
 
@@ -150,7 +150,7 @@ def run_view(root: ResultsDir | None, relative: str, run_id: str | None) -> tupl
         return msg, message_figure(msg), "{}"
     n = len(run.steps)
     status = f"run `{run.run_id}`: {n} steps; status {run.manifest.get('status', 'unknown')}"
-    return status, run_energy_figure(run), json.dumps(run.manifest, indent=2, default=str)
+    return status, run_figure(root.sub(relative or "."), run), json.dumps(run.manifest, indent=2, default=str)
 
 
 def results_tab(app: gr.Blocks, root: ResultsDir | None) -> None:
