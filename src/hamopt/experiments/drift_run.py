@@ -22,6 +22,10 @@ columns), built from :class:`hamopt.energy.EnergyTracker`:
   registered energy convention. A step the optimiser skips (``F ≤ eps2``) leaves θ unchanged, so
   its record has ``loss_after = loss`` and ``K = 0``. Each optimiser's generator is seeded with
   ``derive_seed(run seed, OPTIMIZER_STREAM)`` (:func:`~.drift_setup.optimizer_seed`).
+
+Under torchrun (:mod:`.ddp`) the model is wrapped in DDP, each rank evaluates its slice of the
+global batch ``B_t``, and every loss the run evaluates (the closure's, the loss after a step, the
+closing pass) is the mean over the ranks, i.e. the global ``L_{B_t}``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 
 from ..diagnostics.ablations import make_ablation
 from ..energy import EnergyTracker, StepRecord
+from . import ddp
 from .drift_setup import DTYPES, RunConfig, build
 from .engine import StudyRun
 from .store import STEP_COLUMNS
@@ -109,6 +114,9 @@ class DriftRun(StudyRun):
         self.streaming = cfg.mode == "streaming"
         self.ablation = make_ablation(cfg.ablation, spec.device)
         self.model = build(spec, study.dataset, cfg.seed)
+        self.job = ddp.current()
+        # what the losses go through: the model itself, or its DDP wrapper (gradients averaged)
+        self.net = self.model if self.job is None else self.job.wrap(self.model, spec.device)
         self.stream = BatchStream(study.dataset, batch_size=spec.batch_size, seed=cfg.seed,
                                   augment=spec.dataset.augment, device=spec.device)
         self.optimizer = study.build_optimizer(cfg, self.model.parameters())
@@ -118,22 +126,27 @@ class DriftRun(StudyRun):
 
     def _batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.stream.batch(t)
+        if self.job is not None:
+            x, y = self.job.local_slice(x, y)
         return x.to(self.dtype), y
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch loss (under torchrun: the mean over the ranks of their slices' losses)."""
+        return ddp.global_mean(F.cross_entropy(self.net(x), y))
 
     def step(self, t: int) -> float:
         x, y = self._batch(t)
-        model = self.model
-        record = self.tracker.step(self.ablation.wrap(lambda: F.cross_entropy(model(x), y)))
+        record = self.tracker.step(self.ablation.wrap(lambda: self._loss(x, y)))
         if self.streaming:
             with torch.no_grad():
-                self.after.append(float(F.cross_entropy(model(x), y)))
+                self.after.append(float(self._loss(x, y)))
         self.ablation.after_step(self.optimizer)
         return record.loss
 
     def finish(self) -> None:
         x, y = self._batch(self.steps)
         with torch.no_grad():
-            self.final_loss = _finite_or_none(float(F.cross_entropy(self.model(x), y)))
+            self.final_loss = _finite_or_none(float(self._loss(x, y)))
 
     def rows(self) -> dict[str, list[Any]]:
         return records_to_rows(list(self.tracker.records), self.after, self.final_loss,
