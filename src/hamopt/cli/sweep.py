@@ -37,7 +37,8 @@ def backend_options(args: argparse.Namespace) -> Any:
         given = [f"--{n.replace('_', '-')}" for n in ("address", "cpus_per_run", "gpus_per_run")
                  if getattr(args, n) is not None]
         if given:
-            raise OptionError(f"{', '.join(given)} only apply with --backend ray")
+            raise OptionError(f"{', '.join(given)}: only used with --backend ray (the backend "
+                              "is local)")
         return None
     from ..experiments.ddp import launched_by_torchrun
     from ..experiments.ray_backend import RayOptions, require_ray
@@ -97,12 +98,12 @@ def _sweep(args: argparse.Namespace) -> int:
         raise OptionError(f"--threads must be in 1..1024, got {args.threads}")
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise OptionError(f"--workers must be in 1..64, got {args.workers}")
+    backend = backend_options(args)
     spec = load_spec(args.spec)
     if args.threads is not None:
         spec = spec.model_copy(update={"threads": args.threads})
     if args.workers is not None:
         spec = spec.model_copy(update={"workers": args.workers})
-    backend = backend_options(args)
     check_runnable(spec, source=args.spec)  # device and data present: refused before --out is made
     summary = run_sweep(spec, args.out, progress=not args.no_progress, backend=backend)
     if not is_writer():
