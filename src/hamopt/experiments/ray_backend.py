@@ -125,7 +125,13 @@ def _connect(ray: Any, options: RayOptions, say: Callable[[str], None]) -> Any:
     from .orphan_reaper import start_reaper
 
     reaper = start_reaper()
-    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    except BaseException:
+        from .orphan_reaper import stop_reaper
+
+        stop_reaper(reaper)  # it ends whatever the failed start left behind
+        raise
     say(f"ray: started a local instance ({int(ray.cluster_resources().get('CPU', 0))} CPUs)")
     return reaper
 
