@@ -137,5 +137,12 @@ def test_slices_and_devices_of_a_rank():
     assert rank1.device("cuda") == "cuda:1" and rank1.device("cpu") == "cpu"
     with pytest.raises(SpecError, match="does not divide into 2 equal slices"):
         rank1.local_slice(torch.arange(7))
+    from unittest import mock
+
+    with mock.patch("torch.nn.parallel.DistributedDataParallel") as wrapper:
+        rank1.wrap(torch.nn.Linear(2, 2), "cuda")
+    assert wrapper.call_args.kwargs["device_ids"] == [1]  # 'cuda' is this rank's GPU
+    with pytest.raises(SpecError, match="batch normalisation under torchrun needs SyncBatchNorm"):
+        rank1.wrap(torch.nn.BatchNorm1d(2), "cpu")
     loss = torch.tensor(2.0, requires_grad=True)
     assert ddp.global_mean(loss) is loss  # one process: the loss itself

@@ -90,7 +90,7 @@ class DistributedRun:
                     "model: batch normalisation under torchrun needs SyncBatchNorm, which torch "
                     "supports only on GPUs; run this model on device 'cuda' or in one process")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        ids = [torch.device(self.device(device)).index] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids)
 
     def broadcast(self, value: Any) -> Any:

@@ -281,8 +281,8 @@ def run_study(
 
     ``backend``: None for the local one (``study.workers`` processes), or a
     :class:`~hamopt.experiments.ray_backend.RayOptions` for Ray; when None, the one set by
-    :func:`sweep_backend` applies. Under torchrun the runs are DDP jobs over the ranks and
-    the summary on ranks other than 0 counts no outcomes.
+    :func:`sweep_backend` applies. Under torchrun the runs are DDP jobs over the ranks (every
+    rank returns the same summary; rank 0 alone has written the store).
     """
     say = log or (lambda s: print(s, file=sys.stderr))
     backend = backend if backend is not None else _BACKEND.get()
