@@ -51,7 +51,7 @@ def _compare(one, two, *, rtol, atol):
 
 
 def test_torchrun_sweep_matches_one_process_in_float64(tmp_path):
-    d = tiny_dict(dtype="float64", steps=8, seeds=[0], ablations=None, reversibility=None)
+    d = tiny_dict(dtype="float64", steps=8, seeds=[0], ablations=None)
     d["optimizers"] = [
         {"name": "leapfrog-exact", "type": "leapfrog", "mode": "exact", "band": "band",
          "step_sizes": [3.0], "hyper": {"cap": 1.001}},  # a tight cap: it fires on most steps
@@ -74,6 +74,9 @@ def test_torchrun_sweep_matches_one_process_in_float64(tmp_path):
     one = json.loads((tmp_path / "one" / "runs" / runs[0] / "manifest.json").read_text())
     assert (one["world_size"], one["distributed_backend"]) == (1, None)
     assert proc.stdout.count("runs planned") + proc.stderr.count("runs planned") == 1  # rank 0
+    # rank 0 alone wrote the reversibility table, after the ranks parted
+    rev = [(tmp_path / d / "reversibility.csv").read_text().splitlines() for d in ("one", "two")]
+    assert len(rev[1]) == len(rev[0]) > 1
 
 
 def test_torchrun_quick_study_matches_one_process_in_float32(tmp_path):

@@ -25,7 +25,8 @@ per-rank). Local worker processes (``--workers > 1``) and the Ray backend are re
 
 The process group is set up from torchrun's environment (``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): backend ``nccl`` on CUDA, ``gloo`` on the CPU.
-A process group that the caller initialised already is used as it is.
+A process group that the caller initialised already is used as it is; one initialised here is
+ended once the runs are done (:func:`close`), before rank 0 writes what it computes alone.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .spec import SpecError
 
 __all__ = [
     "DistributedRun",
+    "close",
     "current",
     "global_mean",
     "launched_by_torchrun",
@@ -138,11 +140,26 @@ def launched_by_torchrun() -> bool:
 
 
 _CURRENT: DistributedRun | None = None
+_OWNED = False  # the process group was initialised by setup() (and is ended by close())
 
 
 def current() -> DistributedRun | None:
-    """The DDP job this process belongs to (after :func:`setup`), or None in one process."""
+    """The DDP job this process belongs to (after :func:`setup`, also after :func:`close`), or
+    None in one process."""
     return _CURRENT
+
+
+def close() -> None:
+    """End the process group :func:`setup` initialised (a caller's own group is left as it is).
+
+    The engine calls it once the runs are done, so that what rank 0 computes alone afterwards
+    (the drift study's reversibility table runs optimisers) does not try to reduce over ranks
+    that have finished. :func:`current` still tells the rank.
+    """
+    global _OWNED
+    if _OWNED and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWNED = False
 
 
 def setup(device: str) -> DistributedRun | None:
@@ -152,9 +169,10 @@ def setup(device: str) -> DistributedRun | None:
     and, on CUDA, makes ``cuda:LOCAL_RANK`` this process's current device. A spec that names
     one GPU (``cuda:N``) is refused: every rank would use the same one.
     """
-    global _CURRENT
-    if _CURRENT is not None:
+    global _CURRENT, _OWNED
+    if _CURRENT is not None and dist.is_initialized():
         return _CURRENT
+    _CURRENT = None
     initialised = dist.is_available() and dist.is_initialized()
     if not initialised and not launched_by_torchrun():
         return None
@@ -167,6 +185,7 @@ def setup(device: str) -> DistributedRun | None:
         torch.cuda.set_device(local_rank)
     if not initialised:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        _OWNED = True
     if dist.get_world_size() == 1:
         return None
     _CURRENT = DistributedRun(dist.get_rank(), dist.get_world_size(), local_rank,

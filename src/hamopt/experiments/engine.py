@@ -372,10 +372,11 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
     finally:
         if bar is not None:
             bar.close()
+    if job is not None:  # the ranks part here; rank 0 finishes alone, in one process
+        job.barrier()
+        ddp.close()
     if job is None or job.is_writer:
         study.after_runs(store, say)
-    if job is not None:
-        job.barrier()
     outcomes = [o for _, o in sorted(done, key=lambda d: d[0])]
     count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "diverged", "failed")}
     return SweepSummary(str(store.root), len(plan), skipped, count["completed"],
