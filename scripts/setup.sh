@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up hamopt on a fresh machine: a virtual environment in .venv with the CPU build of
-# torch 2.13.0 and hamopt with all extras. Safe to rerun (it only installs what is missing).
+# torch 2.13.0 and hamopt with all extras (ray included, so the Ray backend's tests run in CI).
+# Safe to rerun (it only installs what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,4 +11,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: any other torch request would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[lab,demo,dev]"
+.venv/bin/python -m pip install -q -e ".[lab,demo,dev,ray]"

@@ -3,12 +3,17 @@
 Drift presets (``quick``, ``cpu``, ``paper``) run the reference study's protocol; symbreak presets
 (``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study. Both run on the lab's one
 engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
-``--data-root``, ``--threads``, ``--workers``, ``--no-progress``.
+``--data-root``, ``--threads``, ``--workers``, ``--no-progress``, and the backend options of
+``hamopt sweep`` (``--backend ray``, ``--address``, ``--cpus-per-run``, ``--gpus-per-run``).
+Under ``torchrun --nproc-per-node N -m hamopt reproduce ...`` each run of a drift preset is a DDP
+job over the N ranks (rank 0 writes the results and the report).
 """
 
 from __future__ import annotations
 
 import argparse
+
+from .sweep import add_backend_arguments, backend_options, is_writer
 
 DRIFT_PRESETS = ("quick", "cpu", "paper", "stability-quick")
 SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-124m")
@@ -35,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads per process (1..1024; default: the preset's)")
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (1..64; default: the preset's, 1 unless set)")
+    add_backend_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-spec", action="store_true", help="print the preset's YAML and exit")
     p.set_defaults(func=_run)
@@ -59,16 +65,19 @@ def _reproduce(args: argparse.Namespace) -> int:
     from ..experiments.spec import SpecError
 
     _check_counts(args)
+    backend = None if args.print_spec else backend_options(args)
     if args.preset in SYMBREAK_PRESETS:
+        from ..experiments.engine import sweep_backend
         from .symbreak import print_symbreak_spec, run_symbreak
 
         if args.print_spec:
             return print_symbreak_spec(args.preset)
         if args.out is None:
             raise SpecError("--out is required (a results directory), unless --print-spec")
-        return run_symbreak(args.preset, args.out, data=args.data_root, device=args.device,
-                            threads=args.threads, workers=args.workers,
-                            progress=not args.no_progress)
+        with sweep_backend(backend):
+            return run_symbreak(args.preset, args.out, data=args.data_root, device=args.device,
+                                threads=args.threads, workers=args.workers,
+                                progress=not args.no_progress)
     from ..experiments.presets import load_preset, preset_text
 
     if args.print_spec:
@@ -87,15 +96,17 @@ def _reproduce(args: argparse.Namespace) -> int:
     from ..experiments.spec_load import check_runnable
 
     check_runnable(spec, source=f"preset {args.preset!r}")  # other devices, dtype, data: before any write
-    return _run_drift(spec, args.out, progress=not args.no_progress)
+    return _run_drift(spec, args.out, progress=not args.no_progress, backend=backend)
 
 
-def _run_drift(spec: object, out: str, *, progress: bool) -> int:
+def _run_drift(spec: object, out: str, *, progress: bool, backend: object = None) -> int:
     from ..experiments.runner import run_sweep
     from ..report import write_report
     from ._lab import print_summary, print_table
 
-    summary = run_sweep(spec, out, progress=progress)
+    summary = run_sweep(spec, out, progress=progress, backend=backend)
+    if not is_writer():
+        return 0
     print_summary(summary)
     files = write_report(out)
     print_table(files.table)

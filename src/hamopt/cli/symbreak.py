@@ -38,6 +38,10 @@ def run_symbreak(
         preset, out, data_dir=data, steps=steps, seeds=seeds, device=device, threads=threads,
         workers=workers, progress=progress, log=lambda line: print(line, file=sys.stderr),
     )
+    from ..experiments import ddp
+
+    if ddp.current() is not None and not ddp.current().is_writer:
+        return 0  # under torchrun rank 0 reports for the job
     print(format_table(summary.table))
     print(
         f"\n{summary.runs} runs ({summary.ran} run now, {summary.skipped} kept, "

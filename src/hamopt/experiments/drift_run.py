@@ -26,6 +26,10 @@ columns), built from :class:`hamopt.energy.EnergyTracker`:
 With the spec's ``stability`` monitor on, a :class:`~hamopt.diagnostics.stability_monitor.SharpnessMonitor`
 measures ``lambda_max``, ``threshold`` and ``sharpness_ratio`` before every k-th step on the run's
 fixed :func:`~.drift_setup.stability_batch` (null in the other rows); it leaves the run unchanged.
+
+Under torchrun (:mod:`.ddp`) the model is wrapped in DDP, each rank evaluates its slice of the
+global batch ``B_t``, and every loss the run evaluates (the closure's, the loss after a step, the
+closing pass) is the mean over the ranks, i.e. the global ``L_{B_t}``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 
 from ..diagnostics.ablations import make_ablation
 from ..energy import EnergyTracker, StepRecord
+from . import ddp
 from .drift_setup import DTYPES, RunConfig, build, stability_batch
 from .engine import StudyRun
 from .store import STEP_COLUMNS
@@ -113,6 +118,9 @@ class DriftRun(StudyRun):
         self.streaming = cfg.mode == "streaming"
         self.ablation = make_ablation(cfg.ablation, spec.device)
         self.model = build(spec, study.dataset, cfg.seed)
+        self.job = ddp.current()
+        # what the losses go through: the model itself, or its DDP wrapper (gradients averaged)
+        self.net = self.model if self.job is None else self.job.wrap(self.model, spec.device)
         self.stream = BatchStream(study.dataset, batch_size=spec.batch_size, seed=cfg.seed,
                                   augment=spec.dataset.augment, device=spec.device)
         self.optimizer = study.build_optimizer(cfg, self.model.parameters())
@@ -131,24 +139,29 @@ class DriftRun(StudyRun):
 
     def _batch(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.stream.batch(t)
+        if self.job is not None:
+            x, y = self.job.local_slice(x, y)
         return x.to(self.dtype), y
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch loss (under torchrun: the mean over the ranks of their slices' losses)."""
+        return ddp.global_mean(F.cross_entropy(self.net(x), y))
 
     def step(self, t: int) -> float:
         x, y = self._batch(t)
-        model = self.model
         if self.monitor is not None:
             self.monitor.before_step(t)
-        record = self.tracker.step(self.ablation.wrap(lambda: F.cross_entropy(model(x), y)))
+        record = self.tracker.step(self.ablation.wrap(lambda: self._loss(x, y)))
         if self.streaming:
             with torch.no_grad():
-                self.after.append(float(F.cross_entropy(model(x), y)))
+                self.after.append(float(self._loss(x, y)))
         self.ablation.after_step(self.optimizer)
         return record.loss
 
     def finish(self) -> None:
         x, y = self._batch(self.steps)
         with torch.no_grad():
-            self.final_loss = _finite_or_none(float(F.cross_entropy(self.model(x), y)))
+            self.final_loss = _finite_or_none(float(self._loss(x, y)))
 
     def rows(self) -> dict[str, list[Any]]:
         rows = records_to_rows(list(self.tracker.records), self.after, self.final_loss,

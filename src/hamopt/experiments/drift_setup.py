@@ -24,6 +24,7 @@ __all__ = [
     "RunConfig",
     "build",
     "calibrate",
+    "has_batch_norm",
     "load_data",
     "needs_calibration",
     "optimizer_seed",
@@ -90,6 +91,26 @@ def build(
     model = model.to(device=spec.device, dtype=dtype or DTYPES[spec.dtype])
     model.train()
     return model
+
+
+def has_batch_norm(spec: ExperimentSpec, dataset: Any) -> bool:
+    """True when the spec's model has batch-normalisation layers (built once, on the meta device
+    where its initialisation allows, without touching the global RNG)."""
+    from ..models import build_model
+
+    m = spec.model
+
+    def make() -> torch.nn.Module:
+        return build_model(m.name, num_classes=dataset.num_classes,
+                           input_shape=tuple(dataset.input_shape), width=m.width, depth=m.depth,
+                           seed=0, channels_last=m.channels_last)
+
+    try:
+        with torch.device("meta"):
+            model = make()
+    except (RuntimeError, NotImplementedError):
+        model = make()
+    return any(isinstance(x, torch.nn.modules.batchnorm._BatchNorm) for x in model.modules())
 
 
 def optimizer_seed(run_seed: int) -> int:

@@ -20,26 +20,34 @@ way for every study:
   the run ``failed`` with the error text; the sweep goes on with the next run;
 * **commit** — rows then manifest, atomically, through :class:`~hamopt.experiments.store.RunStore`;
 * **workers and threads** — ``study.workers`` spawned processes (each loads the shared data once,
-  each run is self-contained so its series do not depend on the process), ``study.threads``
-  torch threads per process;
+  each run is self-contained so its series do not depend on the process; they die with the
+  sweep, :mod:`.local_pool`), ``study.threads`` torch threads per process;
+* **backends** — the local one above, or Ray (``backend=RayOptions(...)``, :mod:`.ray_backend`):
+  each run a Ray task with declared CPUs/GPUs, committed here through the same store;
+* **torchrun** — under ``torchrun --nproc-per-node N`` every run is one DDP job over the N ranks
+  (:mod:`.ddp`): the plan is made and written by rank 0 and sent to the others, all ranks train
+  each run together, rank 0 alone commits, logs and shows progress;
 * **progress** — one bar over all the steps still to run (``progress=False`` for none).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import NonFiniteError
+from ..errors import NonFiniteError, OptionError, UserError
+from . import ddp
 from .provenance import versions
 from .store import RunStore
 
@@ -50,7 +58,9 @@ __all__ = [
     "StudyRun",
     "SweepSummary",
     "execute",
+    "run_and_commit",
     "run_study",
+    "sweep_backend",
 ]
 
 DIVERGENCE_FACTOR = 1e3
@@ -76,13 +86,15 @@ class Study(ABC):
     """What makes a study: identity, data, plan, per-run setup, manifest fields and schema.
 
     Attributes read by the engine: ``steps`` (steps per run), ``threads`` (torch threads or None),
-    ``workers`` (processes), ``divergence_factor``.
+    ``workers`` (processes), ``divergence_factor``, ``device`` (where a run computes: picks the
+    torchrun backend and the GPUs a Ray task asks for by default).
     """
 
     steps: int
     threads: int | None = None
     workers: int = 1
     divergence_factor: float = DIVERGENCE_FACTOR
+    device: str = "cpu"
 
     @abstractmethod
     def identity(self) -> tuple[str, str]:
@@ -109,6 +121,13 @@ class Study(ABC):
 
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:  # noqa: B027
         """After the runs (e.g. the drift study's reversibility table)."""
+
+    def check_world(self, world_size: int) -> None:
+        """Refuse (a :class:`~hamopt.errors.UserError`) what cannot run as a DDP job over
+        ``world_size`` ranks; called under torchrun before anything is written. A study that
+        does not override it cannot run under torchrun."""
+        raise OptionError(f"the {type(self).__name__} runs in one process; it cannot run under "
+                          "torchrun")
 
     def __getstate__(self) -> dict[str, Any]:
         """Worker processes get the study without its loaded data (:meth:`load` reloads it)."""
@@ -200,48 +219,43 @@ def execute(
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "versions": versions(),
     }
+    job = ddp.current()
+    manifest.update(job.manifest() if job is not None
+                    else {"world_size": 1, "distributed_backend": None})
     manifest.update(study.run_manifest(cfg, run))
     return rows, manifest
 
 
-def _run_and_commit(
+def run_and_commit(
     study: Study, cfg: Any, store: RunStore, on_step: Callable[[int], None] | None = None
 ) -> RunOutcome:
+    """Train one run and commit it (rows, then the manifest) to ``store``."""
     store.begin(cfg.run_id)
     rows, manifest = execute(study, cfg, on_step=on_step)
     store.commit(cfg.run_id, rows, manifest)
+    return outcome_of(cfg, rows, manifest)
+
+
+def outcome_of(cfg: Any, rows: dict[str, list[Any]], manifest: dict[str, Any]) -> RunOutcome:
+    """The :class:`RunOutcome` of a run executed into ``(rows, manifest)``."""
     return RunOutcome(cfg.run_id, manifest["status"], manifest["diverged_at_step"],
                       manifest["error"], len(rows["step"]), manifest["wall_time_s"])
 
 
-_WORKER: dict[str, Any] = {}
+_BACKEND: contextvars.ContextVar[Any] = contextvars.ContextVar("hamopt_sweep_backend",
+                                                                default=None)
 
 
-def _worker_init(study: Study, out: str) -> None:
-    if study.threads is not None:
-        torch.set_num_threads(study.threads)
-    study.load()
-    _WORKER.update(study=study, store=RunStore(out, schema=study.schema()))
-
-
-def _worker_run(cfg: Any) -> RunOutcome:
-    return _run_and_commit(_WORKER["study"], cfg, _WORKER["store"])
-
-
-def _run_parallel(study: Study, store: RunStore, todo: list[Any], bar: Any,
-                  finished: Callable[[RunOutcome, int], None]) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(study.workers, len(todo)), mp_context=ctx,
-                             initializer=_worker_init, initargs=(study, str(store.root))) as pool:
-        futures = {pool.submit(_worker_run, cfg): i for i, cfg in enumerate(todo)}
-        for fut in as_completed(futures):
-            outcome = fut.result()
-            if bar is not None:
-                bar.update(study.steps)
-            finished(outcome, futures[fut])
+@contextlib.contextmanager
+def sweep_backend(backend: Any) -> Iterator[None]:
+    """Within the block, :func:`run_study` calls that name no ``backend`` use ``backend``
+    (None: the local one; a :class:`~hamopt.experiments.ray_backend.RayOptions`: Ray). This is
+    how a command line reaches the sweep of a study that is started deeper down."""
+    token = _BACKEND.set(backend)
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -261,29 +275,75 @@ def run_study(
     *,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    backend: Any = None,
 ) -> SweepSummary:
-    """Run every planned run of ``study`` not yet done in ``out`` (see the module docstring)."""
+    """Run every planned run of ``study`` not yet done in ``out`` (see the module docstring).
+
+    ``backend``: None for the local one (``study.workers`` processes), or a
+    :class:`~hamopt.experiments.ray_backend.RayOptions` for Ray; when None, the one set by
+    :func:`sweep_backend` applies. Under torchrun the runs are DDP jobs over the ranks (every
+    rank returns the same summary; rank 0 alone has written the store).
+    """
     say = log or (lambda s: print(s, file=sys.stderr))
+    backend = backend if backend is not None else _BACKEND.get()
     t_start = time.perf_counter()
     store = RunStore(out, schema=study.schema())
-    spec_hash, spec_yaml = study.identity()
-    store.check(spec_hash)  # refuse a bad --out before loading anything
-    study.load()  # missing data fails here, before anything is written
-    store.prepare(spec_hash, spec_yaml)
+    job = ddp.setup(study.device)
+    if job is not None:
+        _check_job(study, job, backend)
+        if not job.is_writer:
+            say = lambda s: None  # noqa: E731 - rank 0 speaks for the job
+            progress = False
     threads_before = torch.get_num_threads()
     if study.threads is not None:
         torch.set_num_threads(study.threads)
     try:
-        return _sweep(study, store, say, progress, t_start)
+        return _sweep(study, store, say, progress, t_start, backend, job)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: bool,
-           t_start: float) -> SweepSummary:
+def _check_job(study: Study, job: ddp.DistributedRun, backend: Any) -> None:
+    if study.workers > 1:
+        raise OptionError(f"workers: {study.workers} worker processes cannot run under torchrun "
+                          f"(its {job.world_size} ranks run each run together); use --workers 1")
+    if backend is not None:
+        raise OptionError("--backend ray cannot run under torchrun; use --backend local")
+    study.check_world(job.world_size)
+
+
+def _prepare(study: Study, store: RunStore, say: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+    """Guard, load, write the spec and the plan; return ``(plan, runs still to do)``."""
+    spec_hash, spec_yaml = study.identity()
+    store.check(spec_hash)  # refuse a bad --out before loading anything
+    study.load()  # missing data fails here, before anything is written
+    store.prepare(spec_hash, spec_yaml)
     plan = study.plan(store, say)
     store.write_plan([c.run_id for c in plan])
-    todo = [c for c in plan if not store.is_done(c.run_id)]
+    return plan, [c for c in plan if not store.is_done(c.run_id)]
+
+
+def _prepare_job(study: Study, store: RunStore, say: Callable[[str], None],
+                 job: ddp.DistributedRun) -> tuple[list[Any], list[Any]]:
+    """:func:`_prepare` on rank 0, its result (or its error) sent to every rank."""
+    if job.is_writer:
+        try:
+            result = _prepare(study, store, say)
+        except Exception as exc:
+            job.broadcast(("error", f"{type(exc).__name__}: {exc}"))
+            raise
+        job.broadcast(("plan", result))
+        return result
+    kind, result = job.broadcast(None)
+    if kind == "error":
+        raise UserError(f"rank 0 stopped before the runs: {result}")
+    study.load()
+    return result
+
+
+def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: bool,
+           t_start: float, backend: Any, job: ddp.DistributedRun | None) -> SweepSummary:
+    plan, todo = _prepare(study, store, say) if job is None else _prepare_job(study, store, say, job)
     skipped = len(plan) - len(todo)
     if skipped:
         say(f"{skipped} of {len(plan)} runs already done in {store.root}; "
@@ -299,22 +359,48 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
             say(f"run {outcome.run_id} failed: {(outcome.error or '').splitlines()[0]}")
 
     try:
-        if study.workers > 1 and len(todo) > 1:
-            _run_parallel(study, store, todo, bar, finished)
+        if backend is not None and todo:
+            from .ray_backend import run_on_ray
+
+            run_on_ray(study, store, todo, bar, finished, backend, say)
+        elif study.workers > 1 and len(todo) > 1:
+            from .local_pool import run_in_local_pool
+
+            run_in_local_pool(study, store, todo, bar, finished)
         else:
-            for i, cfg in enumerate(todo):
-                if bar is not None:
-                    bar.set_postfix_str(f"run {i + 1}/{len(todo)} {cfg.run_id}", refresh=False)
-                outcome = _run_and_commit(study, cfg, store, None if bar is None else bar.update)
-                if bar is not None and outcome.rows < study.steps:
-                    bar.update(study.steps - outcome.rows)
-                finished(outcome, i)
+            _run_serial(study, store, todo, bar, finished, job)
     finally:
         if bar is not None:
             bar.close()
-    study.after_runs(store, say)
+    if job is not None:  # the ranks part here; rank 0 finishes alone, in one process
+        job.barrier()
+        ddp.close()
+    if job is None or job.is_writer:
+        study.after_runs(store, say)
     outcomes = [o for _, o in sorted(done, key=lambda d: d[0])]
     count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "diverged", "failed")}
     return SweepSummary(str(store.root), len(plan), skipped, count["completed"],
                         count["diverged"], count["failed"], time.perf_counter() - t_start,
                         tuple(outcomes))
+
+
+def _run_serial(study: Study, store: RunStore, todo: list[Any], bar: Any,
+                finished: Callable[[RunOutcome, int], None], job: ddp.DistributedRun | None) -> None:
+    """One run after the other in this process (under torchrun: every rank trains each run,
+    rank 0 commits it)."""
+    for i, cfg in enumerate(todo):
+        if bar is not None:
+            bar.set_postfix_str(f"run {i + 1}/{len(todo)} {cfg.run_id}", refresh=False)
+        on_step = None if bar is None else bar.update
+        if job is None:
+            outcome = run_and_commit(study, cfg, store, on_step)
+        else:
+            if job.is_writer:
+                store.begin(cfg.run_id)
+            rows, manifest = execute(study, cfg, on_step=on_step)
+            if job.is_writer:
+                store.commit(cfg.run_id, rows, manifest)
+            outcome = outcome_of(cfg, rows, manifest)
+        if bar is not None and outcome.rows < study.steps:
+            bar.update(study.steps - outcome.rows)
+        finished(outcome, i)

@@ -28,6 +28,7 @@ from .drift_setup import (
     RunConfig,
     build,
     calibrate,
+    has_batch_norm,
     load_data,
     needs_calibration,
     optimizer_seed,
@@ -37,7 +38,7 @@ from .drift_setup import (
 )
 from .engine import RunOutcome, Study, StudyRun, SweepSummary, execute, run_study
 from .reversibility import run_reversibility
-from .spec import ExperimentSpec, spec_hash, spec_to_yaml
+from .spec import ExperimentSpec, SpecError, spec_hash, spec_to_yaml
 from .store import RunStore, write_csv
 
 __all__ = [
@@ -72,6 +73,7 @@ class DriftStudy(Study):
         self.steps = spec.steps
         self.threads = spec.threads
         self.workers = spec.workers
+        self.device = spec.device
         self._loaded_dataset = dataset
         self.calibration: dict[str, Any] | None = None
 
@@ -116,6 +118,18 @@ class DriftStudy(Study):
         store.write_text("spec.yaml", spec_to_yaml(self.spec) + yaml.safe_dump(resolved,
                                                                                 sort_keys=False))
         return plan_runs(self.spec, steps)
+
+    def check_world(self, world_size: int) -> None:
+        """A DDP job needs equal slices of the global batch, and SyncBatchNorm (GPUs only) for a
+        model with batch normalisation."""
+        spec = self.spec
+        if spec.batch_size % world_size:
+            raise SpecError(f"batch_size: the global batch size {spec.batch_size} must divide by "
+                            f"the world size {world_size} (one equal slice per rank)")
+        if not spec.device.startswith("cuda") and has_batch_norm(spec, self.dataset):
+            raise SpecError(f"model: {spec.model.name!r} has batch normalisation, which a DDP job "
+                            "keeps global only through SyncBatchNorm, and torch runs that on GPUs "
+                            "only; use device 'cuda' or run in one process")
 
     def build_optimizer(self, cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
         """The run's optimiser, built by its family (:mod:`hamopt.families`); a seeded family's
@@ -177,6 +191,8 @@ def run_sweep(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     dataset: Any = None,
+    backend: Any = None,
 ) -> SweepSummary:
-    """Run every planned run not yet done in ``out``; write manifests, steps, reversibility."""
-    return run_study(DriftStudy(spec, dataset), out, progress=progress, log=log)
+    """Run every planned run not yet done in ``out``; write manifests, steps, reversibility.
+    ``backend``: None (local) or a :class:`~hamopt.experiments.ray_backend.RayOptions`."""
+    return run_study(DriftStudy(spec, dataset), out, progress=progress, log=log, backend=backend)

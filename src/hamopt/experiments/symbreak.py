@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from .. import families
+from . import ddp
 from .engine import Study, StudyRun, execute, run_study
 from .spec import SpecError
 from .spec_load import available_devices
@@ -170,6 +171,7 @@ class SymbreakStudy(Study):
         self.steps = preset.steps
         self.threads = preset.threads
         self.workers = preset.workers
+        self.device = preset.device
 
     def identity(self) -> tuple[str, str]:
         """SHA-256 of the preset (less ``threads`` and ``workers``) and the data directory."""
@@ -193,6 +195,17 @@ class SymbreakStudy(Study):
 
     def plan(self, store: Any, log: Callable[[str], None]) -> list[RunConfig]:
         return plan_runs(self.preset)
+
+    def check_world(self, world_size: int) -> None:
+        """Under torchrun each rank trains on an equal slice of the global batch (see
+        :mod:`hamopt.experiments.ddp`); the GPT has no batch statistics and no dropout here."""
+        p = self.preset
+        if p.batch_size % world_size:
+            raise SpecError(f"batch_size: the global batch size {p.batch_size} must divide by "
+                            f"the world size {world_size} (one equal slice per rank)")
+        if p.model_overrides.get("dropout", 0.0):
+            raise SpecError("model_overrides: dropout draws differ between ranks; a DDP job "
+                            "needs dropout 0")
 
     def build_optimizer(self, cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
         """The run's optimiser, built by its family (:mod:`hamopt.families`) from the preset's
@@ -249,6 +262,8 @@ class SymbreakRun(StudyRun):
         overrides = dict(p.model_overrides, attention=cfg.variant, vocab_size=self.data.vocab_size)
         self.model = build_gpt(p.model, seed=cfg.seed, **overrides).to(p.device)
         self.parameters = self.model.num_parameters()
+        self.job = ddp.current()  # under torchrun: DDP over the ranks, each on its batch slice
+        self.net = self.model if self.job is None else self.job.wrap(self.model, p.device)
         self.optimizer = study.build_optimizer(cfg, self.model.parameters())
         self.tracker = EnergyTracker(self.optimizer)
         self.monitor = NoetherMonitor(self.model, self.optimizer)
@@ -262,9 +277,13 @@ class SymbreakRun(StudyRun):
         p, model = self.preset, self.model
         val = validation_loss(model, self.data.validation, p.device) if t % p.eval_every == 0 else None
         x, y = (z.to(p.device) for z in self.data.batch(t))
+        if self.job is not None:
+            x, y = self.job.local_slice(x, y)
         biases = model.draw_biases(torch.Generator().manual_seed(derive_seed(self.cfg.seed,
                                                                              BIAS_STREAM, t)))
-        record, charges = self.monitor.step(self.tracker, lambda: model(x, y, biases=biases)[1])
+        net = self.net
+        record, charges = self.monitor.step(
+            self.tracker, lambda: ddp.global_mean(net(x, y, biases=biases)[1]))
         s = charges.summary()
         row = dict(
             step=t, loss=record.loss, loss_after=record.loss_after, kinetic=record.kinetic,
@@ -365,7 +384,8 @@ def run_preset(
     check_data_dir(preset, data_dir)
     summary = run_study(SymbreakStudy(preset, data_dir), out, progress=progress,
                         log=log or (lambda s: None))
-    table = analyse(out, preset_name=preset.name)
+    job = ddp.current()
+    table = analyse(out, preset_name=preset.name) if job is None or job.is_writer else []
     ran = summary.completed + summary.diverged + summary.failed
     return SymbreakSummary(Path(out), summary.planned, ran, summary.skipped, summary.failed,
                            summary.diverged, summary.wall_time_s, table)
