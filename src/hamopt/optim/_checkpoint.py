@@ -29,7 +29,7 @@ def _base() -> type:
 def _signature_options(cls: type) -> set[str]:
     names = set()
     for name, par in inspect.signature(cls.__init__).parameters.items():
-        if name not in ("self", "params", "seed") and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+        if name not in ("self", "params", "seed", "process_group") and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
             names.add(name)
     return names
 
