@@ -16,6 +16,26 @@ global loss of equal-sized local batches is the mean over ranks.
 :func:`all_reduce_sums` does all of this with **one** ``all_reduce(SUM)`` of one float64 vector:
 every value to sum and every loss to average are flattened into it, reduced together, and split
 back. In one process nothing here is called (the optimisers test :func:`is_distributed` first).
+
+How :class:`~hamopt.optim.base.HamoptOptimizer` uses it, when ``torch.distributed`` is
+initialised and the process group has more than one rank. Every decision value passes through
+:meth:`HamoptOptimizer._reduce` / :meth:`HamoptOptimizer._reduce_with_loss`, which issue at most
+ONE ``all_reduce`` of one float64 vector per reduction point:
+
+* the loss (the closure's value, or ``loss=``) is each rank's *local mean loss on an
+  equal-sized local batch*; the optimiser uses (and reports in ``stats``) the mean over the
+  ranks, the global loss. ``step`` still returns the caller's own value;
+* replicated parameters (DDP: plain tensors, gradients already averaged by DDP): norms, dot
+  products and K are computed locally and are already global; they are never summed over ranks
+  (that would multiply them by the number of ranks). Under DDP only the loss is communicated;
+* sharded parameters (``DTensor``, e.g. ``fully_shard``/FSDP2): every kernel works on the local
+  shards (:func:`local`), and norms, dot products and K are summed over the group,
+  so K is the global K. An optimiser mixes no plain tensors with sharded ones
+  (:func:`check_layout` refuses it when the parameters are added).
+
+The decision values are therefore identical on every rank, and so are the energy cap's and the
+ECD bounces' decisions. In one process none of this runs: the values pass through unchanged,
+with no copy and no extra kernel.
 """
 
 from __future__ import annotations
@@ -36,8 +56,8 @@ except ImportError:  # pragma: no cover - a build without distributed support
     Replicate = None  # type: ignore[assignment,misc]
 
 __all__ = [
-    "all_reduce_sums", "broadcast_int", "fill_as_full", "full", "group_rank", "group_size", "is_distributed",
-    "is_sharded", "local",
+    "all_reduce_sums", "broadcast_int", "check_layout", "fill_as_full", "full", "group_rank", "group_size",
+    "is_distributed", "is_sharded", "local",
 ]
 
 
@@ -79,6 +99,22 @@ def full(t: Tensor) -> Tensor:
     """All elements of ``t`` on every rank (``DTensor.full_tensor()``, a collective: every rank
     must call it); any other tensor itself."""
     return t.full_tensor() if is_dtensor(t) else t
+
+
+def check_layout(params: Sequence[Tensor], where: str, name: str) -> bool:
+    """Whether ``params`` (all of an optimiser's parameters) are sharded ``DTensor``s. A mix of
+    sharded and unsharded parameters is refused, naming one of each: their norms need different
+    reductions (summed over the ranks for shards, not for replicas)."""
+    sharded = [is_sharded(t) for t in params]
+    if any(sharded) and not all(sharded):
+        i, j = sharded.index(False), sharded.index(True)
+        raise ValueError(
+            f"{where}params: parameter {i} is not sharded (a plain tensor or a replicated DTensor) and parameter "
+            f"{j} is a sharded DTensor (counting over all groups); {name} sums norms over the shards of sharded "
+            "parameters only, so its parameters must all be sharded (apply fully_shard to the root module too) "
+            "or none"
+        )
+    return bool(sharded) and all(sharded)
 
 
 def _local_slices(t: Tensor) -> tuple[slice, ...]:

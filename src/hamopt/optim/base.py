@@ -19,24 +19,10 @@ Every integrator (:class:`~hamopt.optim.Leapfrog`, :class:`~hamopt.optim.Euler`,
 * the process group (``process_group=``) and the distributed reductions (:mod:`._distributed`).
 
 Distributed training (``torch.distributed`` initialised, the process group has more than one
-rank). Every decision value passes through :meth:`HamoptOptimizer._reduce` /
-:meth:`HamoptOptimizer._reduce_with_loss`, which issue at most ONE ``all_reduce`` of one float64
-vector per reduction point:
-
-* the loss (the closure's value, or ``loss=``) is each rank's *local mean loss on an
-  equal-sized local batch*; the optimiser uses (and reports in ``stats``) the mean over the
-  ranks, the global loss. ``step`` still returns the caller's own value;
-* replicated parameters (DDP: plain tensors, gradients already averaged by DDP): norms, dot
-  products and K are computed locally and are already global; they are never summed over ranks
-  (that would multiply them by the number of ranks). Under DDP only the loss is communicated;
-* sharded parameters (``DTensor``, e.g. ``fully_shard``/FSDP2): every kernel works on the local
-  shards (:func:`._distributed.local`), and norms, dot products and K are summed over the group,
-  so K is the global K. A group mixes no plain tensors with sharded ones (refused when the
-  parameters are added).
-
-The decision values are therefore identical on every rank, and so are the energy cap's and the
-ECD bounces' decisions. In one process none of this runs: the values pass through unchanged,
-with no copy and no extra kernel.
+rank): see :mod:`hamopt.optim._distributed` — in short, the loss is each rank's local mean loss
+on an equal-sized local batch and the optimiser uses the mean over the ranks; norms, dot products
+and K of replicated (DDP) parameters are already global, those of sharded (FSDP2) ones are summed
+over the group; at most one ``all_reduce`` per reduction point. In one process nothing changes.
 
 Where the optimiser-wide scalars live: in the per-parameter state of the *anchor* parameter (the
 first parameter of the first non-empty param group), under the key ``"hamopt_global"``:
@@ -58,7 +44,6 @@ import abc
 import contextlib
 import copy
 import math
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,8 +145,9 @@ class HamoptOptimizer(Optimizer, abc.ABC):
             candidate.setdefault(key, value)
         self._validate_group(candidate, where=where)
         V.check_params_supported(tensors, self._name)
-        self._check_duplicates(tensors, where)
-        sharded = self._check_layout(tensors, where)
+        existing = [p for g in self.param_groups for p in g["params"]]
+        V.check_no_duplicates(tensors, where, [g["params"] for g in self.param_groups])
+        sharded = D.check_layout(existing + tensors, where, self._name)
         if self.param_groups:
             first = self.param_groups[0]
             for key in self.GLOBAL_OPTIONS:
@@ -173,41 +159,6 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         self._validate_params(tensors, candidate, where)
         super().add_param_group(candidate)
         self._sharded = sharded
-
-    def _check_layout(self, tensors: list[Tensor], where: str) -> bool:
-        """Whether the optimiser's parameters (with ``tensors`` added) are sharded ``DTensor``s;
-        a mix of sharded and unsharded parameters is refused (their norms would need different
-        reductions: summed over the ranks for shards, not for replicas)."""
-        existing = [p for g in self.param_groups for p in g["params"]]
-        everything = existing + tensors
-        sharded = [D.is_sharded(t) for t in everything]
-        if any(sharded) and not all(sharded):
-            i = sharded.index(False)
-            j = sharded.index(True)
-            kinds = {True: "a sharded DTensor", False: "not sharded (a plain tensor or a replicated DTensor)"}
-            raise ValueError(
-                f"{where}params: parameter {i} is {kinds[False]} and parameter {j} is {kinds[True]} "
-                f"(counting over all groups); {self._name} sums norms over the shards of sharded parameters "
-                "only, so its parameters must all be sharded (apply fully_shard to the root module too) or none"
-            )
-        return bool(sharded) and all(sharded)
-
-    def _check_duplicates(self, tensors: list[Tensor], where: str) -> None:
-        seen: dict[int, int] = {}
-        for i, t in enumerate(tensors):
-            if id(t) in seen:
-                raise ValueError(
-                    f"{where}params: parameter {i} (shape {tuple(t.shape)}) is the same tensor as parameter "
-                    f"{seen[id(t)]}; list each parameter once (a duplicate would be updated twice per step)"
-                )
-            seen[id(t)] = i
-        owner = {id(q): j for j, group in enumerate(self.param_groups) for q in group["params"]}
-        for t in tensors:
-            if id(t) in owner:
-                raise ValueError(
-                    f"{where}params: a parameter of shape {tuple(t.shape)} is already in param_groups[{owner[id(t)]}]; "
-                    "each parameter may belong to one group only"
-                )
 
     # ------------------------------------------------------------------ optimiser-wide state
     @abc.abstractmethod
@@ -450,18 +401,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     def _loss_tensor(self, value: Any, source: str = "the closure") -> Tensor | None:
         """The loss as a 0-d float64 tensor (None stays None); anything but a scalar is refused with
         a message saying what ``source`` must return."""
-        if value is None:
-            return None
-        what = (f"{self._name}: {source} must return the loss it back-propagated, as a scalar tensor or a "
-                "real number (e.g. `loss.backward(); return loss`)")
-        if isinstance(value, Tensor):
-            if value.numel() != 1 or value.is_complex():
-                raise ValueError(f"{what}; got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
-            return value.detach().reshape(()).to(torch.float64)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            text = repr(value)
-            raise TypeError(f"{what}; got {type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}")
-        return torch.tensor(float(value), dtype=torch.float64)
+        return V.loss_tensor(value, f"{self._name}: {source}")
 
     @staticmethod
     def _call_closure(closure: Callable[[], Any]) -> Any:

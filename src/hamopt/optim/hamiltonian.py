@@ -37,8 +37,8 @@ import torch
 from torch import Tensor
 
 from ..errors import NonFiniteError
-from . import _validation as V
 from . import _distributed as D
+from . import _validation as V
 from . import kernels
 from .base import HamoptOptimizer, ParamSet
 from .mass import check_mass_on, inverse_mass, validate_mass
