@@ -52,6 +52,15 @@ def wrap(model: nn.Module, kind: str) -> nn.Module:
     return model
 
 
+def wrap_gpt(model: nn.Module, kind: str) -> nn.Module:
+    if kind == "ddp":
+        return nn.parallel.DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard
+
+    fully_shard(model)
+    return model
+
+
 def counted_steps(model: nn.Module, opt: Any, name: str, steps: range, rank: int, world: int,
                   counter: AllReduceCounter) -> tuple[list[dict], list[int]]:
     """:func:`scenarios.train_steps` one step at a time, with the number of all-reduces the
@@ -70,7 +79,7 @@ def run_rank(rank: int, world: int, port: int, outdir: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     counter = AllReduceCounter()
     counter.install()
-    out: dict[str, Any] = {"runs": {}, "counts": {}, "resumed": {}, "continued": {}}
+    out: dict[str, Any] = {"runs": {}, "counts": {}, "resumed": {}, "continued": {}, "tracked": {}, "noether": {}}
     try:
         for kind in ("ddp", "fsdp2"):
             for name, build in S.OPTIMIZERS.items():
@@ -82,6 +91,10 @@ def run_rank(rank: int, world: int, port: int, outdir: str) -> None:
             for name in CHECKPOINTED:
                 out["continued"][kind, name], out["resumed"][kind, name] = _save_and_resume(
                     name, kind, rank, world, os.path.join(outdir, f"dcp-{kind}-{name}"))
+            for name, build in S.TRACKED.items():
+                model = wrap(S.make_model(), kind)
+                out["tracked"][kind, name] = S.tracked_run(model, build(list(model.parameters())), rank, world)
+            out["noether"][kind] = S.noether_run(wrap_gpt(S.tiny_gpt(), kind), rank, world)
         torch.manual_seed(100 + rank)  # different global RNG states: seed=None must still agree
         model = wrap(S.make_model(), "ddp")
         out["seed_none"] = _seed_of_unseeded(model)

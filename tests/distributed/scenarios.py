@@ -146,3 +146,92 @@ def assert_close_value(a: Any, b: Any, rel: float, where: str) -> None:
             assert_close_value(x, y, rel, where)
     else:
         raise AssertionError(f"{where}: unexpected stats value {b!r}")
+
+
+# ---------------------------------------------------------------------- measurement
+TRACKED: dict[str, Callable[..., Any]] = {
+    "leapfrog-exact": OPTIMIZERS["leapfrog-exact"],
+    "leapfrog-streaming": OPTIMIZERS["leapfrog-streaming"],
+    "ecdsep": OPTIMIZERS["ecdsep"],
+    "sgd-momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+    "sgd": lambda ps: torch.optim.SGD(ps, lr=0.05),
+}
+
+# record fields that are differences of larger numbers, and the field giving their size
+_RECORD_DIFFERENCES = {"delta_h_int": "hamiltonian", "delta_h_traj": "hamiltonian", "resampling": "loss"}
+
+
+def tracked_run(model: nn.Module, opt: Any, rank: int = 0, world: int = 1) -> list[dict]:
+    """EnergyTracker records (as dicts) over STEPS steps."""
+    from hamopt.energy import EnergyTracker
+
+    tracker = EnergyTracker(opt)
+    for t in range(STEPS):
+        x, y = batch(t)
+        x, y = local_rows(x, rank, world), local_rows(y, rank, world)
+        tracker.step(lambda x=x, y=y: nn.functional.mse_loss(model(x), y))
+    return [r.as_dict() for r in tracker.records]
+
+
+def tracked_reference(name: str) -> list[dict]:
+    model = make_model()
+    return tracked_run(model, TRACKED[name](list(model.parameters())))
+
+
+def assert_same_records(got: list[dict], want: list[dict], *, rel: float = 1e-12, where: str = "") -> None:
+    assert len(got) == len(want), where
+    for t, (g, w) in enumerate(zip(got, want)):
+        for key, b in w.items():
+            a = g[key]
+            size = _RECORD_DIFFERENCES.get(key)
+            if size is not None and isinstance(b, float) and w.get(size) is not None:
+                assert abs(a - b) <= rel * abs(w[size]), f"{where} record {t} {key}: {a!r} != {b!r}"
+            else:
+                assert_close_value(a, b, rel, f"{where} record {t} {key}")
+
+
+def tiny_gpt() -> nn.Module:
+    from hamopt.models.gpt import GPT, GPTConfig
+
+    # the query bias (at its mean in eval mode: no draw) breaks the rotation symmetry, so the
+    # charges move away from zero
+    cfg = GPTConfig(vocab_size=11, context=4, n_layer=1, n_head=2, width=8, mlp_ratio=2, activation="relu",
+                    attention="bq")
+    return GPT(cfg, seed=0).to(torch.float64).eval()
+
+
+def noether_run(model: nn.Module, rank: int = 0, world: int = 1) -> list[dict]:
+    """Charge summaries of a tiny GPT trained by streaming Leapfrog (momentum source) and by SGD
+    (displacement source), STEPS // 2 steps each."""
+    from hamopt.diagnostics.noether import NoetherMonitor
+    from hamopt.energy import EnergyTracker
+
+    out = []
+    for build in (lambda ps: hamopt.Leapfrog(ps, lr=0.05, mode="streaming", cap=None),
+                  lambda ps: torch.optim.SGD(ps, lr=0.05)):
+        opt = build(list(model.parameters()))
+        monitor = NoetherMonitor(model, opt)
+        tracker = EnergyTracker(opt)
+        for t in range(STEPS // 2):
+            g = torch.Generator().manual_seed(2000 + t)
+            idx = torch.randint(0, 11, (4, 4), generator=g)
+            targets = torch.randint(0, 11, (4, 4), generator=g)
+            idx, targets = local_rows(idx, rank, world), local_rows(targets, rank, world)
+            _, charges = monitor.step(tracker, lambda idx=idx, targets=targets: model(idx, targets)[1])
+            out.append(charges.summary())
+    return out
+
+
+def assert_same_summaries(got: list[dict], want: list[dict], *, rel: float = 1e-12, where: str = "") -> None:
+    """Charges are sums of products of O(1) entries: compared relative to their scale
+    (``norm / rel``, the charge fraction's denominator) rather than to themselves."""
+    assert len(got) == len(want), where
+    for t, (g, w) in enumerate(zip(got, want)):
+        assert g["noether_source"] == w["noether_source"], where
+        for kind in ("qk", "vo"):
+            scale = w[f"j_{kind}_norm"] / w[f"j_{kind}_rel"] if w[f"j_{kind}_rel"] else 1.0
+            assert abs(g[f"j_{kind}_norm"] - w[f"j_{kind}_norm"]) <= rel * scale, f"{where} step {t} {kind}"
+            for a, b in zip(g[f"j_{kind}_head_norms"], w[f"j_{kind}_head_norms"], strict=True):
+                assert abs(a - b) <= rel * scale, f"{where} step {t} {kind} head norm"
+        for key in ("rescale_norm", "rescale_mean"):
+            assert_close_value(g[key], w[key], 1e-10, f"{where} step {t} {key}")

@@ -98,3 +98,22 @@ def test_all_reduce_count_per_step(ranks, name):
     for seen in ranks:
         assert seen["counts"]["ddp", name][1:] == [ddp] * (S.STEPS - 1)
         assert seen["counts"]["fsdp2", name][1:] == [fsdp2] * (S.STEPS - 1)
+
+
+@pytest.fixture(scope="module")
+def tracked_references():
+    return {name: S.tracked_reference(name) for name in S.TRACKED}
+
+
+@pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
+@pytest.mark.parametrize("name", list(S.TRACKED))
+def test_energy_tracker_records_global_values(ranks, tracked_references, kind, name):
+    for rank, seen in enumerate(ranks):
+        S.assert_same_records(seen["tracked"][kind, name], tracked_references[name], where=f"{kind} {name} rank {rank}")
+
+
+@pytest.mark.parametrize("kind", ["ddp", "fsdp2"])
+def test_noether_monitor_measures_global_charges(ranks, kind):
+    want = S.noether_run(S.tiny_gpt())
+    for rank, seen in enumerate(ranks):
+        S.assert_same_summaries(seen["noether"][kind], want, where=f"{kind} rank {rank}")

@@ -96,7 +96,7 @@ def _trajectory(name, materialize, steps=4):
     frozen_grad = True
     out = []
     for t in range(steps):
-        def closure():
+        def closure(t=t):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn()
             loss.backward()
