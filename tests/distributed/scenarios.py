@@ -19,7 +19,7 @@ import hamopt
 
 GLOBAL_BATCH = 16
 STEPS = 6
-IN, HIDDEN, OUT = 6, 7, 3  # odd sizes: FSDP2 shards of unequal length (4 + 3 and 2 + 1 rows)
+IN, HIDDEN, OUT = 6, 7, 1  # FSDP2 shards of unequal length (4 + 3 rows) and empty ones (1 + 0 rows)
 
 # name -> builder(params) of the optimiser; small steps except where a cap or a
 # bounce must act within STEPS steps
