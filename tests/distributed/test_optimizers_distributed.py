@@ -38,8 +38,15 @@ def ranks(tmp_path_factory):
     from .ranks import run_rank
 
     outdir = str(tmp_path_factory.mktemp("ranks"))
-    os.environ["OMP_NUM_THREADS"] = "1"
-    mp.spawn(run_rank, args=(WORLD, _free_port(), outdir), nprocs=WORLD, join=True)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the ranks inherit it
+    try:
+        mp.spawn(run_rank, args=(WORLD, _free_port(), outdir), nprocs=WORLD, join=True)
+    finally:
+        if threads is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
     return [torch.load(os.path.join(outdir, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
 
 
