@@ -42,6 +42,13 @@ buffer along the first gradient), so for the symmetric model they stay at zero t
   this needs :meth:`NoetherMonitor.before_step`. (``X Δᵀ − Δ Xᵀ`` is the same at θ_t and θ_{t+1}.)
 * ``"auto"``: momentum where a reader exists, displacement otherwise (AdamW, ECD).
 
+**Distributed training.** Under DDP the parameters and momenta are replicated, so every rank
+measures the global charges. Under FSDP2 (``DTensor`` parameters and momenta) each tensor a
+charge reads is gathered whole first (``DTensor.full_tensor()``, once per tensor per
+measurement): the monitor is then a collective, and every rank must call it. It reads the
+parameters it found when it was built (the sharded ones the optimiser updates), not the gathered
+copies FSDP2 puts on the modules between a forward pass and the next backward pass.
+
 **Rescale charges.** For a hidden unit i of ``proj(act(fc(x)))`` with ReLU or PReLU (positively
 homogeneous), scaling ``(w_in,i, b_in,i) → α (w_in,i, b_in,i)``, ``w_out,i → w_out,i / α`` leaves
 the function unchanged; ``Q_i = ‖w_in,i‖² + b_in,i² − ‖w_out,i‖²`` is conserved by gradient flow
@@ -62,6 +69,7 @@ from torch.optim import Optimizer
 
 from ..energy import conventions as C
 from ..errors import UnregisteredOptimizerError
+from ..optim import _distributed as D
 
 __all__ = [
     "HeadCharge",
@@ -94,7 +102,7 @@ class SliceBlock:
     transpose: bool = False
 
     def take(self, t: Tensor) -> Tensor:
-        t = t.detach()
+        t = D.full(t.detach())
         if t.ndim == 1:
             m = t[self.rows].unsqueeze(1)
         elif self.transpose:
@@ -149,12 +157,15 @@ def rescale_pairs(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear]]:
 
 # ---------------------------------------------------------------------- charges
 def _charge_parts(
-    blocks: Sequence[SliceBlock], momentum_of: Callable[[Tensor], Tensor]
+    blocks: Sequence[SliceBlock],
+    momentum_of: Callable[[Tensor], Tensor],
+    value_of: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``J`` and the 0-d tensors ``‖X‖_F²``, ``‖P‖_F²`` (no host synchronisation)."""
+    """``J`` and the 0-d tensors ``‖X‖_F²``, ``‖P‖_F²`` (no host synchronisation); ``value_of``
+    maps a parameter to the tensor its slices are read from (default: the parameter)."""
     s = xsq = psq = None
     for b in blocks:
-        x = b.take(b.param)
+        x = b.take(b.param if value_of is None else value_of(b.param))
         p = b.take(momentum_of(b.param))
         term = x @ p.transpose(0, 1)
         s = term if s is None else s + term
@@ -190,10 +201,10 @@ def rescale_charges(pairs: Sequence[tuple[nn.Linear, nn.Linear]]) -> list[Tensor
     """Per pair, the vector ``Q_i = ‖w_in,i‖² + b_in,i² − ‖w_out,i‖²`` over hidden units."""
     out = []
     for fc, proj in pairs:
-        q = fc.weight.detach().double().square().sum(1)
+        q = D.full(fc.weight.detach()).double().square().sum(1)
         if fc.bias is not None:
-            q = q + fc.bias.detach().double().square()
-        out.append(q - proj.weight.detach().double().square().sum(0))
+            q = q + D.full(fc.bias.detach()).double().square()
+        out.append(q - D.full(proj.weight.detach()).double().square().sum(0))
     return out
 
 
@@ -263,15 +274,23 @@ def noether_charges(
     step: int = 0,
     source: str = "momentum",
     pairs: Sequence[tuple[nn.Linear, nn.Linear]] | None = None,
+    groups: Sequence[RotationGroup] | None = None,
 ) -> NoetherRecord:
-    """Charges of ``model`` with the momentum of each parameter given by ``momentum_of(param)``."""
-    groups = attention_rotation_groups(model)
+    """Charges of ``model`` with the momentum of each parameter given by ``momentum_of(param)``.
+
+    ``groups`` (default: :func:`attention_rotation_groups` of ``model`` now) name the parameter
+    objects to read; pass the groups found when training started where a wrapper swaps a
+    module's parameter attributes (FSDP2 shows gathered copies between a forward pass and the
+    next backward pass)."""
+    groups = attention_rotation_groups(model) if groups is None else list(groups)
     if not groups:
         raise ValueError(
             "model has no CausalSelfAttention module: there are no rotation charges to measure"
         )
-    momentum_of = _memoised(momentum_of)
-    parts = [_charge_parts(g.blocks, momentum_of) for g in groups]
+    raw_momentum = momentum_of
+    momentum_of = _memoised(lambda p: D.full(raw_momentum(p).detach()))
+    value_of = _memoised(lambda p: D.full(p.detach()))
+    parts = [_charge_parts(g.blocks, momentum_of, value_of) for g in groups]
     # one host transfer for all norms and scales
     numbers = torch.stack(
         [torch.stack([torch.linalg.matrix_norm(j), 2.0 * (x * p).sqrt()]) for j, x, p in parts]
@@ -383,6 +402,7 @@ class NoetherMonitor:
             step=self._steps if step is None else step,
             source=self.source,
             pairs=self.pairs,
+            groups=self.groups,
         )
 
     def after_step(self) -> NoetherRecord:

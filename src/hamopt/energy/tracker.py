@@ -24,6 +24,17 @@ built, with the convention's ``ValueError``.
 
 A non-finite loss or gradient raises :class:`~hamopt.errors.NonFiniteError` from inside the
 closure, before the optimiser updates anything.
+
+Distributed training (``torch.distributed`` initialised, more than one rank in the process
+group): ``batch_loss`` returns each rank's local mean loss on an equal-sized local batch, and
+every record holds global values — the losses are averaged over the ranks, and the gradient norm
+and the displacement are summed over the shards of sharded (FSDP2) parameters (replicated DDP
+parameters already hold the global values). The tracker reduces through the optimisers' helper
+(:mod:`hamopt.optim._distributed`): one ``all_reduce`` for the loss and gradient norm at θ_t,
+one for a baseline's loss after the step and its displacement; none in one process. So every
+rank records the same numbers and raises on the same non-finite values. A hamopt optimiser
+reports global values itself; a baseline's K from its state (SGD/Adam momentum) is computed by
+its energy convention on the parameters as the optimiser holds them.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..errors import NonFiniteError, UnregisteredOptimizerError
+from ..optim import _distributed as D
 from . import conventions as C
 
 __all__ = ["EnergyTracker", "StepRecord"]
@@ -68,12 +80,16 @@ class StepRecord:
         return asdict(self)
 
 
-def _grad_norm(params: list[Tensor]) -> float:
-    grads = [p.grad for p in params if p.grad is not None]
+def _grad_sq(params: list[Tensor]) -> Tensor:
+    """``Σ ‖g_i‖²`` of the gradient elements this process holds, as a 0-d float64 tensor."""
+    grads = [D.local(p.grad.detach()) for p in params if p.grad is not None]
     if not grads:
-        return 0.0
-    sq = torch.stack([torch.linalg.vector_norm(g.detach()).double() for g in grads]).square().sum()
-    return math.sqrt(float(sq.item())) if torch.isfinite(sq) else float("inf")
+        return torch.zeros((), dtype=torch.float64)
+    return torch.stack([torch.linalg.vector_norm(g).double() for g in grads]).square().sum()
+
+
+def _sqrt_or_inf(sq: float) -> float:
+    return math.sqrt(sq) if math.isfinite(sq) else float("inf")
 
 
 def _params(optimizer: Optimizer) -> list[Tensor]:
@@ -91,13 +107,22 @@ def _step_size_key(optimizer: Optimizer) -> str:
         return "lr"
 
 
-def _displacement_kinetic(optimizer: Optimizer, before: list[list[Tensor]], key: str) -> float:
+def _displacement_sq(optimizer: Optimizer, before: list[list[Tensor]]) -> Tensor | None:
+    """Per parameter, ``‖θ_{t+1} − θ_t‖²`` of the elements this process holds (float64 vector,
+    group after group; None without parameters)."""
+    terms = [(D.local(p.detach()).double() - b.double()).square().sum()
+             for group, olds in zip(optimizer.param_groups, before, strict=True)
+             for p, b in zip(group["params"], olds)]
+    return torch.stack(terms) if terms else None
+
+
+def _displacement_kinetic(optimizer: Optimizer, param_sq: list[float], key: str) -> float:
     """``Σ_groups ½ ‖θ_{t+1} − θ_t‖² / lr_group``, each group's step size read as ``group[key]``."""
-    total = 0.0
-    for group, olds in zip(optimizer.param_groups, before, strict=True):
-        lr = C._lr(group, key)
-        sq = sum(float((p.detach().double() - b.double()).square().sum()) for p, b in zip(group["params"], olds))
-        total += 0.5 * sq / lr
+    total, start = 0.0, 0
+    for group in optimizer.param_groups:
+        n = len(group["params"])
+        total += 0.5 * sum(param_sq[start:start + n]) / C._lr(group, key)
+        start += n
     return total
 
 
@@ -117,8 +142,12 @@ class EnergyTracker:
     only); the tracker builds the closure (zero_grad, forward, backward) itself.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(self, optimizer: Optimizer, *, process_group: Any = None) -> None:
         self.optimizer = optimizer
+        # the group the losses and norms are reduced over: the optimiser's own (hamopt optimisers
+        # have one), else the default group
+        self.process_group = process_group if process_group is not None else getattr(optimizer, "process_group", None)
+        self._sharded = any(D.is_sharded(p) for p in _params(optimizer))
         self.convention = C.convention_for(optimizer)
         # the convention refuses what it cannot describe (e.g. Nesterov SGD) before any compute
         self.convention.time_step(optimizer)
@@ -137,8 +166,8 @@ class EnergyTracker:
             loss = batch_loss()
             loss.backward()
             if "grad_norm" not in measured:
-                value = float(loss.detach().item())
-                gnorm = _grad_norm(params)
+                value, gsq = self._global_values([_grad_sq(params)], [loss.detach().reshape(())])
+                gnorm = _sqrt_or_inf(gsq)
                 step = len(self.records)
                 if not math.isfinite(value):
                     raise NonFiniteError("loss", step, value)
@@ -149,6 +178,18 @@ class EnergyTracker:
             return loss
 
         return closure
+
+    def _global_values(self, sums: list[Tensor], means: list[Tensor]) -> list[float]:
+        """``means`` (per-rank losses) averaged and ``sums`` (over this process's elements) summed
+        over the ranks, in one all-reduce, as floats ``[*means, *sums]``; in one process the
+        values themselves."""
+        if D.is_distributed(self.process_group):
+            sums, means = D.all_reduce_sums(sums, means, self.process_group, sum_over_ranks=self._sharded)
+        out: list[float] = []
+        for v in [*means, *sums]:
+            flat = v.detach().double().reshape(-1).tolist()
+            out += flat
+        return out
 
     def step(self, batch_loss: Callable[[], Tensor]) -> StepRecord:
         """Run one optimiser step on the batch that ``batch_loss`` evaluates; return its record."""
@@ -207,13 +248,16 @@ class EnergyTracker:
         step_size = self.convention.step_size(opt)
         if displacement:
             k_before = self._kinetic_prev if self._kinetic_prev is not None else 0.0
-            before = [[p.detach().clone() for p in g["params"]] for g in opt.param_groups]
+            before = [[D.local(p.detach()).clone() for p in g["params"]] for g in opt.param_groups]
         else:
             k_before = self.convention.kinetic(opt)
         opt.step(closure)
         with torch.no_grad():
-            loss_after = float(batch_loss().item())
-        k_after = _displacement_kinetic(opt, before, self._step_size_key) if displacement else self.convention.kinetic(opt)
+            after = batch_loss().detach().reshape(())
+        moved = _displacement_sq(opt, before) if displacement else None
+        loss_after, *param_sq = self._global_values([] if moved is None else [moved], [after])
+        k_after = (_displacement_kinetic(opt, param_sq, self._step_size_key) if displacement
+                   else self.convention.kinetic(opt))
         self._kinetic_prev = k_after
         loss = measured["loss"]
         label = C.label(opt)

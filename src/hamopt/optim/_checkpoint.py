@@ -26,10 +26,15 @@ def _base() -> type:
     return HamoptOptimizer
 
 
+# constructor arguments that are not param-group options (the seed lives in the optimiser-wide
+# state, the process group is not saved at all)
+_NOT_OPTIONS = ("self", "params", "seed", "process_group")
+
+
 def _signature_options(cls: type) -> set[str]:
     names = set()
     for name, par in inspect.signature(cls.__init__).parameters.items():
-        if name not in ("self", "params", "seed") and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+        if name not in _NOT_OPTIONS and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
             names.add(name)
     return names
 

@@ -7,6 +7,7 @@ Every check names the argument and the allowed values, as torch.optim does, and 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,3 +90,40 @@ def check_grads_supported(grads: Iterable[Tensor], optimizer_name: str) -> None:
     for g in grads:
         if g.is_sparse:
             raise TypeError(f"{optimizer_name} does not support sparse gradients")
+
+
+def check_no_duplicates(tensors: list[Tensor], where: str, groups: Iterable[Iterable[Tensor]]) -> None:
+    """Refuse a parameter listed twice in ``tensors`` or already in one of ``groups`` (it would be
+    updated twice per step)."""
+    seen: dict[int, int] = {}
+    for i, t in enumerate(tensors):
+        if id(t) in seen:
+            raise ValueError(
+                f"{where}params: parameter {i} (shape {tuple(t.shape)}) is the same tensor as parameter "
+                f"{seen[id(t)]}; list each parameter once (a duplicate would be updated twice per step)"
+            )
+        seen[id(t)] = i
+    owner = {id(q): j for j, group in enumerate(groups) for q in group}
+    for t in tensors:
+        if id(t) in owner:
+            raise ValueError(
+                f"{where}params: a parameter of shape {tuple(t.shape)} is already in param_groups[{owner[id(t)]}]; "
+                "each parameter may belong to one group only"
+            )
+
+
+def loss_tensor(value: Any, source: str) -> Tensor | None:
+    """A loss as a 0-d float64 tensor (None stays None); anything but a real scalar is refused
+    with a message saying what ``source`` must return."""
+    if value is None:
+        return None
+    what = (f"{source} must return the loss it back-propagated, as a scalar tensor or a "
+            "real number (e.g. `loss.backward(); return loss`)")
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_complex():
+            raise ValueError(f"{what}; got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+        return value.detach().reshape(()).to(torch.float64)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        text = repr(value)
+        raise TypeError(f"{what}; got {type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}")
+    return torch.tensor(float(value), dtype=torch.float64)

@@ -15,7 +15,14 @@ Every integrator (:class:`~hamopt.optim.Leapfrog`, :class:`~hamopt.optim.Euler`,
 * loss checks (what a closure must return), the non-finite guard, the one host-sync helper
   (:meth:`HamoptOptimizer._to_host`) and the one place where per-step reductions are combined
   (:meth:`HamoptOptimizer._reduce`);
-* snapshot/restore of ``(θ, p)``, used by every failure that happens after parameters moved.
+* snapshot/restore of ``(θ, p)``, used by every failure that happens after parameters moved;
+* the process group (``process_group=``) and the distributed reductions (:mod:`._distributed`).
+
+Distributed training (``torch.distributed`` initialised, the process group has more than one
+rank): see :mod:`hamopt.optim._distributed` — in short, the loss is each rank's local mean loss
+on an equal-sized local batch and the optimiser uses the mean over the ranks; norms, dot products
+and K of replicated (DDP) parameters are already global, those of sharded (FSDP2) ones are summed
+over the group; at most one ``all_reduce`` per reduction point. In one process nothing changes.
 
 Where the optimiser-wide scalars live: in the per-parameter state of the *anchor* parameter (the
 first parameter of the first non-empty param group), under the key ``"hamopt_global"``:
@@ -37,7 +44,6 @@ import abc
 import contextlib
 import copy
 import math
-import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +54,7 @@ from torch.optim import Optimizer
 
 from ..errors import NonFiniteError
 from . import _checkpoint, kernels
+from . import _distributed as D
 from . import _validation as V
 from ._checkpoint import GLOBAL_KEY, SAVED_BY_KEY
 
@@ -56,11 +63,14 @@ from ._checkpoint import GLOBAL_KEY, SAVED_BY_KEY
 class ParamSet:
     """The tensors of one param group that take part in this step (``.grad`` is not None).
 
-    ``fresh[i]`` is True when the state buffer of ``params[i]`` was created (zero) by this step's
-    gather; ``options`` is the param group itself; ``inv_masses`` is filled by optimisers with a
-    mass rule.
+    ``owners`` are the parameters as registered; ``params``, ``grads`` and ``moms`` the tensors
+    this process holds of them, on which every kernel works (the same tensors in one process or
+    under DDP, the local shards of ``DTensor`` parameters under FSDP2). ``fresh[i]`` is True when
+    the state buffer of ``owners[i]`` was created (zero) by this step's gather; ``options`` is the
+    param group itself; ``inv_masses`` is filled by optimisers with a mass rule.
     """
 
+    owners: list[Tensor]
     params: list[Tensor]
     grads: list[Tensor]
     moms: list[Tensor]
@@ -72,7 +82,8 @@ class ParamSet:
 
     @property
     def numel(self) -> int:
-        return sum(p.numel() for p in self.params)
+        """The number of elements of the parameters (over all shards)."""
+        return sum(p.numel() for p in self.owners)
 
     def option(self, key: str) -> float:
         """A numeric option of the group as a Python float."""
@@ -95,9 +106,15 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     LOAD_MUST_MATCH: tuple[str, ...] = ()
     LEGACY_STATE_KEY: str | None = None
 
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+    def __init__(self, params: Any, defaults: dict[str, Any], *, process_group: Any = None) -> None:
         defaults = dict(defaults, differentiable=False)
         self._validate_group(defaults, where="")
+        if process_group is not None and (D.dist is None or not isinstance(process_group, D.dist.ProcessGroup)):
+            raise TypeError("process_group must be None (the default group) or a torch.distributed.ProcessGroup; "
+                            f"got {type(process_group).__name__}")
+        self.process_group = process_group
+        self._sharded = False
+        self._placeholders: dict[int, Tensor] = {}
         super().__init__(params, defaults)
         self._anchor_state()[GLOBAL_KEY] = self._fresh_global_state()
 
@@ -128,7 +145,9 @@ class HamoptOptimizer(Optimizer, abc.ABC):
             candidate.setdefault(key, value)
         self._validate_group(candidate, where=where)
         V.check_params_supported(tensors, self._name)
-        self._check_duplicates(tensors, where)
+        existing = [p for g in self.param_groups for p in g["params"]]
+        V.check_no_duplicates(tensors, where, [g["params"] for g in self.param_groups])
+        sharded = D.check_layout(existing + tensors, where, self._name)
         if self.param_groups:
             first = self.param_groups[0]
             for key in self.GLOBAL_OPTIONS:
@@ -139,23 +158,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
                     )
         self._validate_params(tensors, candidate, where)
         super().add_param_group(candidate)
-
-    def _check_duplicates(self, tensors: list[Tensor], where: str) -> None:
-        seen: dict[int, int] = {}
-        for i, t in enumerate(tensors):
-            if id(t) in seen:
-                raise ValueError(
-                    f"{where}params: parameter {i} (shape {tuple(t.shape)}) is the same tensor as parameter "
-                    f"{seen[id(t)]}; list each parameter once (a duplicate would be updated twice per step)"
-                )
-            seen[id(t)] = i
-        owner = {id(q): j for j, group in enumerate(self.param_groups) for q in group["params"]}
-        for t in tensors:
-            if id(t) in owner:
-                raise ValueError(
-                    f"{where}params: a parameter of shape {tuple(t.shape)} is already in param_groups[{owner[id(t)]}]; "
-                    "each parameter may belong to one group only"
-                )
+        self._sharded = sharded
 
     # ------------------------------------------------------------------ optimiser-wide state
     @abc.abstractmethod
@@ -238,18 +241,43 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         glob = dict(copy.deepcopy(glob))
         glob.pop(SAVED_BY_KEY, None)
         super().load_state_dict({**state_dict, "state": saved_state})
+        self._placeholders = {}
         fresh = self._fresh_global_state()
         fresh.update(glob)
         self._anchor_state()[GLOBAL_KEY] = fresh
         self._after_load()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Also used by ``load_state_dict``: every option missing from a group gets its default."""
+        """Also used by ``load_state_dict``: every option missing from a group gets its default.
+        A copy made by pickling or ``copy.deepcopy`` (which never carry the process group, a
+        handle that cannot be pickled) reduces over the default group."""
         super().__setstate__(state)
         defaults = getattr(self, "defaults", {})
         for group in self.param_groups:
             for key, value in defaults.items():
                 group.setdefault(key, value)
+        if not hasattr(self, "process_group"):
+            self.process_group = None
+        self._placeholders = {}
+        self._sharded = any(D.is_sharded(p) for g in self.param_groups for p in g["params"])
+
+    @torch.no_grad()
+    def materialize_state(self) -> None:
+        """Give every parameter that requires a gradient its (zero) state buffer now, so that the
+        state has the structure of a trained optimiser's.
+
+        For loading a ``torch.distributed.checkpoint`` into a fresh optimiser: ``dcp.load`` reads
+        only the entries of the state it is given, so call this before
+        ``get_optimizer_state_dict``/``get_state_dict`` builds that state. A buffer made here is
+        zero, is still treated as new by the first step that uses it (exactly as if it had not
+        existed), and is replaced by the loaded one.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state[p]
+                if p.requires_grad and self._buffer not in st:
+                    st[self._buffer] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    self._placeholders[id(st[self._buffer])] = st[self._buffer]
 
     # ------------------------------------------------------------------ per-step helpers
     def _foreach(self) -> bool:
@@ -264,7 +292,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         first use, marked ``fresh``."""
         out = []
         for index, group in enumerate(self.param_groups):
-            pset = ParamSet([], [], [], [], V.as_float("lr", group["lr"]), index, group)
+            pset = ParamSet([], [], [], [], [], V.as_float("lr", group["lr"]), index, group)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -274,9 +302,17 @@ class HamoptOptimizer(Optimizer, abc.ABC):
                 is_new = self._buffer not in st
                 if is_new:
                     st[self._buffer] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                pset.params.append(p)
-                pset.grads.append(p.grad)
-                pset.moms.append(st[self._buffer])
+                elif self._placeholders and self._placeholders.pop(id(st[self._buffer]), None) is not None:
+                    is_new = True  # made by materialize_state and never used: still new
+                pset.owners.append(p)
+                if self._sharded:
+                    pset.params.append(D.local(p))
+                    pset.grads.append(D.local(p.grad))
+                    pset.moms.append(D.local(st[self._buffer]))
+                else:
+                    pset.params.append(p)
+                    pset.grads.append(p.grad)
+                    pset.moms.append(st[self._buffer])
                 pset.fresh.append(is_new)
             self._extend_set(pset)
             out.append(pset)
@@ -285,7 +321,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     def _drop_fresh_buffers(self, sets: list[ParamSet]) -> None:
         """Undo the buffer creation of this step's :meth:`_gather` (for a refused step)."""
         for s in sets:
-            for p, new in zip(s.params, s.fresh):
+            for p, new in zip(s.owners, s.fresh):
                 if new:
                     del self.state[p][self._buffer]
 
@@ -293,20 +329,37 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         """Add optimiser-specific per-tensor values (e.g. inverse masses) to a gathered set."""
 
     def _stored_buffers(self) -> list[Tensor]:
-        """Every momentum buffer in the state (no membership test on tensor keys, so the step
-        traces under ``torch.compile``)."""
-        return [st[self._buffer] for st in self.state.values() if self._buffer in st]
+        """Every momentum buffer in the state, as the tensors this process holds (no membership
+        test on tensor keys, so the step traces under ``torch.compile``)."""
+        buffers = [st[self._buffer] for st in self.state.values()
+                   if self._buffer in st and id(st[self._buffer]) not in self._placeholders]
+        return [D.local(b) for b in buffers] if self._sharded else buffers
 
     def _reduce(self, *values: Tensor | None) -> list[Tensor | None]:
         """The one place where per-step reductions are combined.
 
         ``values`` are float64 tensors (0-d sums, or 1-d per-tensor vectors), each a sum over the
-        elements this process holds; the result is the sum over all processes. Every reduction an
+        elements this process holds; the result is the global value. Every reduction an
         optimiser uses (norms, dot products, energies) passes through here, batched into as few
-        calls as the algorithm allows, so a sharded run needs exactly one all-reduce per call.
-        In one process it returns the values unchanged. None passes through.
+        calls as the algorithm allows. With sharded parameters under ``torch.distributed`` the
+        values are summed over the process group in ONE ``all_reduce``; with replicated ones (DDP)
+        they are already global and nothing is communicated. In one process it returns the
+        values unchanged. None passes through.
         """
-        return list(values)
+        if not D.is_distributed(self.process_group):
+            return list(values)
+        sums, _ = D.all_reduce_sums(values, (), self.process_group, sum_over_ranks=self._sharded)
+        return sums
+
+    def _reduce_with_loss(self, loss: Tensor | None, *values: Tensor | None) -> list[Tensor | None]:
+        """``[global loss, *global values]``: :meth:`_reduce` of ``values`` and, in the same single
+        ``all_reduce``, the mean over the process group of ``loss`` (each rank's local mean loss on
+        an equal-sized local batch). In one process ``[loss, *_reduce(*values)]``: the values
+        unchanged."""
+        if not D.is_distributed(self.process_group):
+            return [loss, *self._reduce(*values)]
+        sums, (mean,) = D.all_reduce_sums(values, (loss,), self.process_group, sum_over_ranks=self._sharded)
+        return [mean, *sums]
 
     def _sq_norm(self, tensors: list[Tensor]) -> Tensor:
         """``Σ_i ‖x_i‖²`` of this process's elements as a 0-d float64 tensor (not yet reduced)."""
@@ -348,18 +401,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     def _loss_tensor(self, value: Any, source: str = "the closure") -> Tensor | None:
         """The loss as a 0-d float64 tensor (None stays None); anything but a scalar is refused with
         a message saying what ``source`` must return."""
-        if value is None:
-            return None
-        what = (f"{self._name}: {source} must return the loss it back-propagated, as a scalar tensor or a "
-                "real number (e.g. `loss.backward(); return loss`)")
-        if isinstance(value, Tensor):
-            if value.numel() != 1 or value.is_complex():
-                raise ValueError(f"{what}; got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
-            return value.detach().reshape(()).to(torch.float64)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            text = repr(value)
-            raise TypeError(f"{what}; got {type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}")
-        return torch.tensor(float(value), dtype=torch.float64)
+        return V.loss_tensor(value, f"{self._name}: {source}")
 
     @staticmethod
     def _call_closure(closure: Callable[[], Any]) -> Any:
@@ -403,7 +445,7 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         return value, a missing gradient, a non-finite value, an interrupt), restore them bit for
         bit, put back the gradients of θ_t, and re-raise. The step counter is not advanced."""
         self._snapshot(sets)
-        grads = [(p, p.grad) for s in sets for p in s.params]
+        grads = [(p, p.grad) for s in sets for p in s.owners]
         try:
             yield
         except BaseException:

@@ -15,6 +15,11 @@ State layout (``torch.optim`` conventions):
   group). They survive ``state_dict``/``load_state_dict``, ``torch.save`` /
   ``torch.load(weights_only=True)``, ``deepcopy`` and distributed checkpointing.
 
+Distributed training (see :mod:`hamopt.optim.base`): the loss each rank gives (the closure's
+value or ``loss=``) is its local mean loss on an equal-sized local batch; ``stats``, the energy
+reference and the cap use the mean over the ranks, the global loss, and the global K and ‖g‖²,
+so every rank takes the same decisions. In exact mode both closure calls are reduced so.
+
 Energy cap (spec §4): after a step, if ``H > α H0``, ``p ← p · sqrt(max(ε, α H0 − L) / max(ε, K))``
 with ``ε = 1e-12``. The cap and the mode are optimiser-wide (``H`` is one number over all
 parameters); every other option may differ per param group.
@@ -32,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..errors import NonFiniteError
+from . import _distributed as D
 from . import _validation as V
 from . import kernels
 from .base import HamoptOptimizer, ParamSet
@@ -65,10 +71,11 @@ class HamiltonianOptimizer(HamoptOptimizer):
         foreach: bool | None = None,
         track_energy: bool = True,
         check_finite: bool = True,
+        process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode, foreach=foreach,
                         track_energy=track_energy, check_finite=check_finite)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, process_group=process_group)
         self.stats: dict[str, Any] = self._empty_stats()
         self._warned_no_loss = False
 
@@ -103,12 +110,17 @@ class HamiltonianOptimizer(HamoptOptimizer):
 
     # ------------------------------------------------------------------ state
     def _fresh_global_state(self) -> dict[str, Any]:
-        return {"step": 0, "H0": None, "H_last": None, "cap_engagements": 0, "pending": False, "pending_dt": {}}
+        # one pending_dt entry per group from the start (None: no half-kick owed yet), so that the
+        # state of a fresh optimiser has the keys of a trained one's (distributed checkpointing
+        # loads only the keys of the state it loads into)
+        return {"step": 0, "H0": None, "H_last": None, "cap_engagements": 0, "pending": False,
+                "pending_dt": {i: None for i in range(len(self.param_groups))}}
 
     def _after_load(self) -> None:
         # JSON-like round trips turn int keys into str: normalise the per-group dt table.
         glob = self._global
-        glob["pending_dt"] = {int(k): float(v) for k, v in dict(glob["pending_dt"] or {}).items()}
+        glob["pending_dt"] = {int(k): None if v is None else float(v)
+                              for k, v in dict(glob["pending_dt"] or {}).items()}
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
@@ -127,19 +139,19 @@ class HamiltonianOptimizer(HamoptOptimizer):
     # ------------------------------------------------------------------ helpers
     def _extend_set(self, pset: ParamSet) -> None:
         g = pset.options
-        pset.inv_masses = [inverse_mass(p, g["mass"], g["mass_clip"]) for p in pset.params]
+        pset.inv_masses = [inverse_mass(p, g["mass"], g["mass_clip"]) for p in pset.owners]
 
     def _refresh_grads(self, sets: list[ParamSet]) -> None:
         """Re-read ``.grad`` after the second closure call."""
         for s in sets:
-            missing = sum(p.grad is None for p in s.params)
+            missing = sum(p.grad is None for p in s.owners)
             if missing:
                 raise RuntimeError(
                     f"{self._name}(mode='exact'): the second closure call left {missing} parameter(s) without a "
                     "gradient (did it call loss.backward()?); both calls must back-propagate the same loss on the "
                     "same batch. θ_t and p_t were restored"
                 )
-            s.grads = [p.grad for p in s.params]
+            s.grads = [D.local(p.grad) for p in s.owners] if self._sharded else [p.grad for p in s.owners]
 
     def _kinetic(self, sets: list[ParamSet]) -> Tensor:
         moms = [m for s in sets for m in s.moms]
@@ -147,7 +159,8 @@ class HamiltonianOptimizer(HamoptOptimizer):
         return kernels.kinetic_energy(moms, masses, foreach=self._foreach())
 
     def _grad_sq_and_kinetic(self, sets: list[ParamSet]) -> list[Tensor]:
-        """``Σ‖g_i‖²`` and ``K = ½ Σ m_i ‖p_i‖²`` from one batched reduction (0-d float64, reduced)."""
+        """``Σ‖g_i‖²`` and ``K = ½ Σ m_i ‖p_i‖²`` of this process's elements from one batched norm
+        (0-d float64, not yet reduced)."""
         grads = [t for s in sets for t in s.grads]
         moms = [m for s in sets for m in s.moms]
         if not grads:
@@ -155,16 +168,19 @@ class HamiltonianOptimizer(HamoptOptimizer):
             return [zero, zero]
         sq = kernels.squared_norms(grads + moms, foreach=self._foreach())
         masses = torch.tensor([m for s in sets for m in s.inv_masses], dtype=torch.float64, device=sq.device)
-        return self._reduce(sq[: len(grads)].sum(), 0.5 * torch.dot(sq[len(grads):], masses))
+        return [sq[: len(grads)].sum(), 0.5 * torch.dot(sq[len(grads):], masses)]
 
     def kinetic_energy(self) -> float:
-        """``K = ½ Σ m_i ‖p_i‖²`` of the stored momenta (in streaming mode: the half-step ones)."""
+        """``K = ½ Σ m_i ‖p_i‖²`` of the stored momenta (in streaming mode: the half-step ones).
+
+        With sharded parameters under ``torch.distributed`` this is a collective (every rank must
+        call it); with replicated ones (DDP) it is local and already global."""
         moms, masses = [], []
         for group in self.param_groups:
             for p in group["params"]:
                 st = self.state.get(p)
                 if st and "momentum" in st:
-                    moms.append(st["momentum"])
+                    moms.append(D.local(st["momentum"]) if self._sharded else st["momentum"])
                     masses.append(inverse_mass(p, group["mass"], group["mass_clip"]))
         if not moms:
             return 0.0
@@ -245,12 +261,12 @@ class HamiltonianOptimizer(HamoptOptimizer):
         if l0t is None:
             raise ValueError(f"{self._name}(mode='exact'): the closure must return the loss; it returned None")
         sets = self._gather()
-        l0, gsq0, k0 = self._to_host(l0t, *self._grad_sq_and_kinetic(sets))
+        l0, gsq0, k0 = self._to_host(*self._reduce_with_loss(l0t, *self._grad_sq_and_kinetic(sets)))
         self._raise_if_nonfinite(l0, gsq0)
         with self._rollback_on_failure(sets):
             self._exact_first_half(sets)
             for s in sets:
-                for p in s.params:
+                for p in s.owners:
                     p.grad = None  # a second call that skips backward() leaves them None
             loss1 = self._call_closure(closure)
             l1t = self._loss_tensor(loss1)
@@ -259,7 +275,7 @@ class HamiltonianOptimizer(HamoptOptimizer):
                                  "returned None. θ_t and p_t were restored")
             self._refresh_grads(sets)
             self._exact_second_half(sets)
-            l1, gsq1, k1 = self._to_host(l1t, *self._grad_sq_and_kinetic(sets))
+            l1, gsq1, k1 = self._to_host(*self._reduce_with_loss(l1t, *self._grad_sq_and_kinetic(sets)))
             if not (math.isfinite(l1) and math.isfinite(gsq1) and math.isfinite(k1)):
                 what = "loss" if not math.isfinite(l1) else "gradient"
                 raise NonFiniteError(what, glob["step"], l1 if what == "loss" else gsq1,
@@ -303,7 +319,7 @@ class HamiltonianOptimizer(HamoptOptimizer):
         present = [v for v in grad_sq if v is not None]
         gsq_t = torch.stack([v.sum() for v in present]).sum() if present else None
         kin_t = self._streaming_kinetic(sets, grad_sq) if energy and present else None
-        lval, gsq, kinetic = self._to_host(lt, *self._reduce(gsq_t, kin_t))
+        lval, gsq, kinetic = self._to_host(*self._reduce_with_loss(lt, gsq_t, kin_t))
         try:
             self._raise_if_nonfinite(lval, gsq)
         except NonFiniteError:

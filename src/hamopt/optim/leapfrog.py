@@ -60,6 +60,11 @@ class Leapfrog(HamiltonianOptimizer):
             (one read of the gradients and one host sync). ``False`` skips it when nothing else
             needs the norm (``track_energy=False, cap=None``): then a streaming step does no
             reduction and no host sync at all, like ``torch.optim.SGD``. Exact mode always checks.
+        process_group: the ``torch.distributed`` process group the loss, K and ‖g‖² are reduced
+            over (None: the default group). Under DDP or FSDP2 the closure (or ``loss=``) gives
+            each rank's local mean loss on an equal-sized local batch and the optimiser uses the
+            mean over the ranks; see :mod:`hamopt.optim.base`. Not saved in ``state_dict``; a
+            pickled or deep-copied optimiser uses the default group.
 
     After each step ``opt.stats`` holds ``step, mode, loss, loss_after, kinetic, hamiltonian,
     delta_h, grad_norm, cap_engaged, cap_engagements`` (floats, None where the mode cannot know one).
@@ -88,7 +93,8 @@ class Leapfrog(HamiltonianOptimizer):
         glob = self._global
         if not glob["pending"] or all(s.fresh):
             return None
-        return glob["pending_dt"].get(s.index, s.lr)
+        dt = glob["pending_dt"].get(s.index)
+        return s.lr if dt is None else dt
 
     def _streaming_kinetic(self, sets: list[ParamSet], grad_sq: list[Tensor | None]) -> Tensor:
         """``K(p_t)`` with ``p_t = a₁ p_{t−½} − c₁ g`` (the deferred half-kick) expanded as

@@ -18,6 +18,14 @@ Optimiser-wide scalars (read with ``opt.global_state``): ``step``, ``initialized
 ``torch.uint8`` tensor, filled by ``state_dict``), ``pending_norm_sq`` and each optimiser's own.
 The generator is created on first use, on the parameters' device, so an optimiser built on
 ``meta`` parameters works after ``module.to_empty(device=...)``.
+
+Distributed training (see :mod:`hamopt.optim.base` for the reductions): the loss the closure
+returns is each rank's local mean loss on an equal-sized local batch, and the dynamics use the
+mean over the ranks. The seed is broadcast from rank 0 of the process group when the optimiser
+is built (``seed=None``: every rank draws one from its global RNG, as in one process, and rank
+0's draw is used), so every rank owns an identical generator and takes identical bounce
+decisions. With sharded parameters each rank draws a bounce's noise for the full shape of every
+tensor and keeps its own shard: the noise of a shard is the one-process noise restricted to it.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _distributed as D
 from .. import _validation as V
+from .. import kernels
 from ..base import HamoptOptimizer, ParamSet
 
 
@@ -47,15 +57,17 @@ class ECDOptimizer(HamoptOptimizer):
                      "weight_decay may differ per group")
     LEGACY_STATE_KEY = "ecd"
 
-    def __init__(self, params: Any, defaults: dict[str, Any], *, seed: int | None) -> None:
+    def __init__(self, params: Any, defaults: dict[str, Any], *, seed: int | None, process_group: Any = None) -> None:
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
                 raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
             seed = int(seed)
         self._gen: torch.Generator | None = None
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, process_group=process_group)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())  # the global RNG, once
+        if D.is_distributed(self.process_group):  # one generator stream on every rank
+            seed = D.broadcast_int(seed, self.process_group)
         self._global["seed"] = seed
         self.stats: dict[str, Any] = {}
         self._noise: dict[Tensor, Tensor] = {}
@@ -97,8 +109,11 @@ class ECDOptimizer(HamoptOptimizer):
         return self._gen
 
     def _before_state_dict(self) -> None:
-        if self._gen is not None:  # stored on the parameters' device, like every other tensor of the state
-            self._global["generator_state"] = self._gen.get_state().to(self._device())
+        """The generator's state, stored on the parameters' device like every other tensor of the
+        state. Saved even before the first draw (the generator is then made from the seed), so
+        that a fresh optimiser's state has the same structure as a trained one's: distributed
+        checkpointing loads into the structure of the state it is given."""
+        self._global["generator_state"] = self.generator.get_state().to(self._device())
 
     def _after_load(self) -> None:
         self._gen = None
@@ -126,6 +141,22 @@ class ECDOptimizer(HamoptOptimizer):
                 self._noise[t] = b
             out.append(b)
         return out
+
+    def _fill(self, bufs: list[Tensor], owners: list[Tensor], draw: str) -> None:
+        """Fill ``bufs`` from the generator, in order: ``draw`` is ``"normal"`` (N(0, 1)) or
+        ``"uniform"`` (U(−½, ½)). With sharded parameters every rank draws each tensor's full
+        shape and keeps its shard (``owners`` are the parameters ``bufs`` belong to)."""
+        gen = self.generator
+        if not self._sharded:
+            if draw == "normal":
+                kernels.fill_normal(bufs, gen)
+            else:
+                kernels.fill_uniform(bufs, gen, -0.5, 0.5)
+            return
+        if draw == "normal":
+            D.fill_as_full(bufs, owners, lambda t: t.normal_(generator=gen))
+        else:
+            D.fill_as_full(bufs, owners, lambda t: t.uniform_(-0.5, 0.5, generator=gen))
 
     # ------------------------------------------------------------------ deferred bounce rescale
     def _defer_bounce_rescale(self, norm_sq: float) -> None:

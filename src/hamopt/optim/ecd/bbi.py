@@ -59,7 +59,11 @@ class BBI(K.ECDOptimizer):
         eps1: tolerance below which no rescale is made. eps2: the step is skipped when ``V ≤ eps2``.
         momentum_init: ``"global"`` (default) or ``"per_tensor"`` (the published code's variant).
         seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
+            Under ``torch.distributed`` rank 0's seed is broadcast to every rank.
         foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+        process_group: the ``torch.distributed`` process group the loss and the norms are reduced
+            over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
+            ``state_dict``; a pickled or deep-copied optimiser uses the default group.
 
     After each ``step(closure)`` ``opt.stats`` holds ``step, loss, potential (V), energy (E),
     invariant (V² + V‖π‖² after the rescale), invariant_error (|invariant / E² − 1|), rescale (r),
@@ -89,11 +93,12 @@ class BBI(K.ECDOptimizer):
         momentum_init: str = "global",
         seed: int | None = None,
         foreach: bool | None = None,
+        process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, v0=v0, threshold0=threshold0, threshold=threshold,
                         n_fixed_bounces=n_fixed_bounces, deltaEn=deltaEn, weight_decay=weight_decay,
                         consEn=consEn, eps1=eps1, eps2=eps2, momentum_init=momentum_init, foreach=foreach)
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
         K.check_common(options, where)
@@ -142,8 +147,8 @@ class BBI(K.ECDOptimizer):
         grads = [t for g in groups for t in g.grads]
 
         # sync 1: loss, ½λ‖θ‖², ‖π‖², ‖g‖²
-        loss, wd, p2, gsq = self._to_host(loss_t, *self._reduce(self._weight_decay_term(groups),
-                                                                self._sq_norm(moms), self._sq_norm(grads)))
+        loss, wd, p2, gsq = self._to_host(*self._reduce_with_loss(loss_t, self._weight_decay_term(groups),
+                                                                  self._sq_norm(moms), self._sq_norm(grads)))
         self._raise_if_nonfinite(loss, gsq)
         pot = loss + (wd or 0.0) - v0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
@@ -198,7 +203,7 @@ class BBI(K.ECDOptimizer):
         else:
             # 3. bounce: random direction, norm of the rescaled momentum kept; θ unchanged
             noise = moms  # drawn in place: the old direction is discarded
-            kernels.fill_uniform(noise, self.generator, -0.5, 0.5)
+            self._fill(noise, [p for g in groups for p in g.owners], "uniform")
             self._renormalise(moms, p2_rescaled)
             p2 = p2_rescaled
             kind = "fixed" if fixed_due else "progress"

@@ -54,7 +54,11 @@ class ECDq1(K.ECDOptimizer):
         eps1: tolerance below which no rescale is made. eps2: the step is skipped when ``F ≤ eps2``.
         projection: ``"global"`` (default, sphere-exact) or ``"per_tensor"`` (published variant).
         seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
+            Under ``torch.distributed`` rank 0's seed is broadcast to every rank.
         foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+        process_group: the ``torch.distributed`` process group the loss and the norms are reduced
+            over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
+            ``state_dict``; a pickled or deep-copied optimiser uses the default group.
 
     After each ``step(closure)`` ``opt.stats`` holds ``step, loss, potential (F), invariant (‖v‖
     after the rescale), invariant_error (|‖v‖ − 1| after the rescale), rescale, P2 (‖v‖² after the
@@ -81,10 +85,11 @@ class ECDq1(K.ECDOptimizer):
         projection: str = "global",
         seed: int | None = None,
         foreach: bool | None = None,
+        process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, eta=eta, F0=F0, nu=nu, weight_decay=weight_decay, consEn=consEn, eps1=eps1,
                         eps2=eps2, projection=projection, foreach=foreach)
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
         K.check_common(options, where)
@@ -132,8 +137,8 @@ class ECDq1(K.ECDOptimizer):
         # sync 1: loss, ½λ‖θ‖², ‖∇L‖², and once initialised ‖v‖², ⟨v, G⟩
         first = bool(vels) and not glob["initialized"]
         loss, wd, gsq, *vvals = self._to_host(
-            loss_t, *self._reduce(self._weight_decay_term(groups), self._sq_norm(grads),
-                                  *([] if first else v_dependent()))
+            *self._reduce_with_loss(loss_t, self._weight_decay_term(groups), self._sq_norm(grads),
+                                    *([] if first else v_dependent()))
         )
         self._raise_if_nonfinite(loss, gsq)
         if first:  # once, even if this step is skipped below; one extra sync on this step only
@@ -190,7 +195,8 @@ class ECDq1(K.ECDOptimizer):
         # 4. bounce
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
-            bounce_(vels, self._noise_buffers(vels), p2, nu / math.sqrt(d), self.generator, foreach=fe)
+            bounce_(vels, self._noise_buffers(vels), p2, nu / math.sqrt(d), None, foreach=fe,
+                    draw=lambda noise: self._fill(noise, [p for g in groups for p in g.owners], "normal"))
             self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,12 +41,16 @@ __all__ = ["ECDSep", "bounce_"]
 _LOG_MAX = 700.0  # exp() of anything larger overflows a float64
 
 
-def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, generator: torch.Generator,
-            *, foreach: bool) -> None:
+def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, generator: torch.Generator | None,
+            *, foreach: bool, draw: Callable[[list[Tensor]], None] | None = None) -> None:
     r"""The random part of the norm-keeping bounce ``p ← ‖p‖ u/‖u‖``, ``u = p/‖p‖ + ν z``,
     ``z ~ N(0, I)``: ``p ← p + ν ‖p‖ z`` (``p2 = ‖p‖²``). The positive rescale back to ``‖p‖² = p2``
-    is left to the caller (:meth:`~hamopt.optim.base.HamoptOptimizer._renormalise`, or deferred)."""
-    kernels.fill_normal(noise, generator)
+    is left to the caller (:meth:`~hamopt.optim.base.HamoptOptimizer._renormalise`, or deferred).
+    ``z`` is drawn from ``generator``, or by ``draw(noise)`` when given (sharded parameters)."""
+    if draw is not None:
+        draw(noise)
+    else:
+        kernels.fill_normal(noise, generator)  # type: ignore[arg-type]
     kernels.axpy(moms, noise, nu * math.sqrt(p2), foreach=foreach)
 
 
@@ -66,7 +71,11 @@ class ECDSep(K.ECDOptimizer):
         consEn: rescale p every step so that the invariant holds exactly.
         eps1: tolerance below which no rescale is made. eps2: the step is skipped when ``F ≤ eps2``.
         seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
+            Under ``torch.distributed`` rank 0's seed is broadcast to every rank.
         foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+        process_group: the ``torch.distributed`` process group the loss and the norms are reduced
+            over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
+            ``state_dict``; a pickled or deep-copied optimiser uses the default group.
 
     After each ``step(closure)`` ``opt.stats`` holds ``step, loss, potential (F), invariant
     (η log F + log(s + ‖p‖²) after the rescale), invariant_log_target (log C), invariant_error
@@ -94,10 +103,11 @@ class ECDSep(K.ECDOptimizer):
         eps2: float = 1e-40,
         seed: int | None = None,
         foreach: bool | None = None,
+        process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, eta=eta, F0=F0, nu=nu, s=s, deltaEn=deltaEn, weight_decay=weight_decay,
                         consEn=consEn, eps1=eps1, eps2=eps2, foreach=foreach)
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
         K.check_common(options, where)
@@ -129,8 +139,8 @@ class ECDSep(K.ECDOptimizer):
         grads = [t for g in groups for t in g.grads]
 
         # sync 1: loss, ½λ‖θ‖², ‖p‖², ‖∇L‖²
-        loss, wd, p2, gsq = self._to_host(loss_t, *self._reduce(self._weight_decay_term(groups),
-                                                                self._sq_norm(moms), self._sq_norm(grads)))
+        loss, wd, p2, gsq = self._to_host(*self._reduce_with_loss(loss_t, self._weight_decay_term(groups),
+                                                                  self._sq_norm(moms), self._sq_norm(grads)))
         self._raise_if_nonfinite(loss, gsq)
         pot = loss + (wd or 0.0) - F0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
@@ -188,7 +198,9 @@ class ECDSep(K.ECDOptimizer):
         # 4. bounce
         bounced = nu > 0.0 and p2 > 0.0
         if bounced:
-            bounce_(moms, self._noise_buffers(moms), p2, nu, self.generator, foreach=fe)
+            owners = [p for g in groups for p in g.owners]
+            bounce_(moms, self._noise_buffers(moms), p2, nu, None, foreach=fe,
+                    draw=lambda noise: self._fill(noise, owners, "normal"))
             self._defer_bounce_rescale(p2)
             glob["bounces"] += 1
         glob["P2"] = p2
