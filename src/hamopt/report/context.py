@@ -67,10 +67,11 @@ class StepAxis:
         if not self.relative:
             return f"{absolute} (given directly)"
         span = f"{min(self.fractions):g}–{max(self.fractions):g}"
-        limit = f"{self.step_label}_c = {self.limit:.4g}" if self.limit else "the limit"
+        limit = f"{self.step_label}_c = {self.limit:.4g}" if self.limit else f"{self.step_label}_c"
         if self.step_label == "dt":
             return f"f = {span} of {limit} → {absolute}"
-        return f"f = {span} of the limit in √{self.step_label} units ({self.step_label} = f²·{limit}) → {absolute}"
+        return (f"f = {span} of the limit in √{self.step_label} units ({self.step_label} = f²·{self.step_label}_c, "
+                f"{limit}) → {absolute}")
 
 
 @dataclass(frozen=True)

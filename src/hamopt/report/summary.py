@@ -124,6 +124,23 @@ def what_was_run(context: ReportContext) -> list[str]:
     return lines
 
 
+def _differences(context: ReportContext) -> str:
+    """"a different model (resnet20 instead of ResNet-18) on a 10000-image subset of CIFAR-10"."""
+    ds, model = context.spec.get("dataset") or {}, context.spec.get("model") or {}
+    name = str(model.get("name", "?"))
+    what = ("the study's model" if name == "resnet18"
+            else f"a different model ({name} instead of ResNet-18)")
+    data = str(ds.get("name", "?"))
+    if data == "cifar10":
+        size = ds.get("train_size")
+        subset = "subset" in str(ds.get("root") or "")
+        where = (f"a {size}-image subset of CIFAR-10" if size
+                 else "a subset of CIFAR-10" if subset else "CIFAR-10")
+    else:
+        where = f"a different data set ({data} instead of CIFAR-10)"
+    return f"{what} on {where}"
+
+
 def band_difference(context: ReportContext) -> str:
     """Why this run's band differs from the study's (model, data set, stability limit)."""
     cal = context.calibration or {}
@@ -138,9 +155,9 @@ def band_difference(context: ReportContext) -> str:
         here = (f" Its measured Leapfrog limit is dt_c = {dt_c:.4g}, so the study's dt 0.002–0.016 would sit at "
                 f"{lo:.2g}–{hi:.2g} of the limit here, far inside the stable range.")
     return (
-        f"The study ran {STUDY_SETUP}. This run trains a different model on a different data set "
-        f"({context.problem}), whose curvature — and so the step size at which Leapfrog and SGD turn "
-        f"unstable — differs.{here} The bands are therefore placed at the same fractions of this "
+        f"The study ran {STUDY_SETUP}. This run trains {_differences(context)} "
+        f"({context.problem}), so its curvature — and with it the step size at which Leapfrog and SGD "
+        f"turn unstable — differs.{here} The bands are therefore placed at the same fractions of this "
         "problem's own stability limit (reference band 0.1–0.175, wide band 0.3–0.8), keeping the "
         "study's ratios (×1.75 and ×2.67); AdamW keeps the study's learning rates (its step is "
         "normalised per coordinate). The study did not report ResNet-18's limit, so the exact fractions "
