@@ -64,5 +64,5 @@ def test_browser_reads_a_real_sweep(lab_dir):
     assert len(runs["choices"]) == 6
     status, fig, manifest = A.run_view(root, ".", runs["choices"][0])
     assert json.loads(manifest)["status"] in ("completed", "diverged")
-    ham = [y for t in fig.data if t.name == "hamiltonian" for y in t.y]
+    ham = [y for t in fig.data if t.name in ("H", "H (= L: K is 0)") for y in t.y]  # the column hamiltonian, named H
     assert len(ham) == 10 and all(math.isfinite(v) for v in ham)

@@ -85,7 +85,7 @@ def _slope_legend(table: Any | None, key: tuple, column: str) -> str:
     if not len(match):
         return ""
     r = match.iloc[0]
-    return f" — slope {r['slope']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    return f": slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
 def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int") -> go.Figure:
@@ -114,15 +114,18 @@ def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int
             )
         )
     what = DRIFT_LABELS.get(column, column)
+    # one legend row per group below the plot, the figure taller by as much: nothing is cut off
+    # when a phone's width leaves room for one entry per row
     finish_layout(
         fig,
         f"drift {what} vs step size (one point per run)",
-        height=440,
+        height=380 + 24 * len(fig.data),
         xaxis_title="step size (dt or lr)",
         yaxis_title=f"{what} (nats)",
         xaxis_type="log",
         yaxis_type="log",
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11)),
+        margin=dict(l=60, r=20, t=50, b=60 + 24 * len(fig.data)),
     )
     return fig
 

@@ -63,8 +63,10 @@ def subplots(**kw: Any) -> go.Figure:
 
 
 def finish_layout(fig: go.Figure, title: str, *, height: int | None = None, **layout: Any) -> None:
-    """The page's margins and height (``height`` overrides it), a 13-pt ``title`` and ``layout``."""
+    """The page's margins and height (``height`` and a ``margin`` in ``layout`` override them), a
+    13-pt ``title`` and ``layout``."""
     size = LAYOUT if height is None else {**LAYOUT, "height": height}
+    size = {**size, **({"margin": layout.pop("margin")} if "margin" in layout else {})}
     fig.update_layout(**size, title=dict(text=title, font=dict(size=13)), **layout)
 
 
