@@ -73,6 +73,8 @@ PAGE_CSS = f"""
 #rs-table th, #rs-table th *, #rs-csv-table th, #rs-csv-table th * {{
   white-space: nowrap !important; word-break: keep-all !important; overflow-wrap: normal !important; }}
 .js-plotly-plot, .plot-container {{ max-width: 100%; }}
+#rv-status th, #pg-status th {{ white-space: nowrap; }}
+#rv-status table, #pg-status table {{ display: block; overflow-x: auto; max-width: 100%; }}
 """
 
 

@@ -42,7 +42,7 @@ def reversibility_view(
     except Exception as exc:
         msg = failure_message("Round trip", exc)
         return msg, message_figure(msg)
-    rows = ["| integrator | ‖θ_back − θ_0‖ / ‖θ_0‖ | momentum error | note |", "|---|---|---|---|"]
+    rows = ["| integrator | θ error | p error | note |", "|---|---|---|---|"]
     for path in result.paths:
         if path.result is None:
             rows.append(f"| {path.integrator} | diverged | diverged | {path.divergence} |")
@@ -57,7 +57,8 @@ def reversibility_view(
         f"dt = {config.step_size:.4g}, "
         "γ = 0, no cap, one fixed batch; then p ← −p, the same number of steps back, p ← −p."
     )
-    text = head + "\n\n" + "\n".join(rows) + _unexpected_error_note(result)
+    legend = "θ error = ‖θ_back − θ_0‖ / ‖θ_0‖; p error: the same for the momentum."
+    text = head + "\n\n" + "\n".join(rows) + "\n\n" + legend + _unexpected_error_note(result)
     return text, reversibility_figure(result)
 
 
