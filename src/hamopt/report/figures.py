@@ -168,7 +168,8 @@ def fig_band(
                 ref_rows = [r for r in rows if (r["optimizer"], r["band"]) == (name, ref)]
                 ref_axis = _axis(context, name, ref)
                 if ref_rows and ref_axis.relative == axis.relative:
-                    xs += _series(ax, ref_rows, kind, ref_axis, label=f"{_KIND_LABEL[kind]} ({'reference' if ref == 'band' else ref} band)",
+                    ref_name = "reference" if ref == "band" else ref
+                    xs += _series(ax, ref_rows, kind, ref_axis, label=f"{_KIND_LABEL[kind]} ({ref_name} band)",
                                   linestyle=":", points=False)
         _ticks(ax, xs)
         ax.set_yscale("log")

@@ -262,7 +262,7 @@ def run_energy_figure(run: Any) -> go.Figure:
     for i, name in enumerate(("hamiltonian", "kinetic", "loss")):
         if name in cols:
             label = "H (= L: K is 0)" if same and name == "hamiltonian" else SERIES_LABELS[name]
-            style = {"width": 5} if same and name == "hamiltonian" else {"dash": "dot"} if same and name == "loss" else {}
+            style = {"hamiltonian": {"width": 5}, "loss": {"dash": "dot"}}.get(name, {}) if same else {}
             fig.add_trace(line_trace(steps, cols[name], label, color=COLORS[i], **style), row=1, col=1)
     for i, name in enumerate(("delta_h_int", "delta_h_traj", "resampling")):
         if name in cols:
