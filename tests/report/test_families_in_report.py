@@ -13,7 +13,7 @@ def _analysis(entry_name, type_name):
         for s, d in ((0.002, 0.07), (0.004, 0.05))
     ]
     table = [
-        {"optimizer": entry_name, "band": "band", "drift": kind, "slope": 0.01, "ci_low": -0.2, "ci_high": 0.3,
+        {"optimizer": entry_name, "band": "band", "drift": kind, "slope": 0.01, "ci_low": -0.2, "ci_high": 0.2,
          "boot_low": -0.1, "boot_high": 0.2, "r2": 0.1, "n": 6}
         for kind in ("int", "traj")
     ]

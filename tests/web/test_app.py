@@ -60,7 +60,11 @@ def test_divergence_is_drawn_not_raised():
     status, contour, energy, _ = A.playground_view(*controls(step_size=2.0, steps=500))
     assert "Diverged at step" in status
     assert "DIVERGED" in contour.layout.title.text
-    assert contour.data[-1].name == "diverged"
+    end = contour.data[-1]
+    assert end.name.startswith("diverged")
+    # the cross lies inside the frame, even when the path left the landscape's bounds
+    (x0, x1), (y0, y1) = contour.layout.xaxis.range, contour.layout.yaxis.range
+    assert x0 <= end.x[0] <= x1 and y0 <= end.y[0] <= y1
     assert all(math.isfinite(v) for v in energy.data[0].y)
 
 
@@ -95,7 +99,7 @@ def test_suggestions_show_only_the_controls_an_optimizer_reads():
 def test_noisy_landscape_shows_both_energy_changes():
     _, _, _, delta = A.playground_view(*controls(landscape="noisy_quadratic"))
     names = [t.name for t in delta.data]
-    assert any("ΔH^int" in n for n in names) and any("ΔH^traj" in n for n in names)
+    assert any("ΔH<sup>int</sup>" in n for n in names) and any("ΔH<sup>traj</sup>" in n for n in names)
 
 
 def test_drift_scan_view_reports_slope_and_interval():

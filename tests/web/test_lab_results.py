@@ -57,11 +57,12 @@ def test_browser_reads_a_real_sweep(lab_dir):
     assert any(name.startswith("leapfrog-exact / band") and "slope" in name for name in labels), (
         labels
     )
-    assert {t.name for t in rev_fig.data} >= {"leapfrog / float64 / 0.1", "euler / float64 / 0.1"}
+    assert {t.name for t in rev_fig.data} >= {"leapfrog / float64", "euler / float64"}
+    assert "dt = 0.1" in rev_fig.layout.title.text  # the one dt of the study, written once
     assert len(cap_fig.data) == 2
     assert len(gallery) >= 1
     assert len(runs["choices"]) == 6
     status, fig, manifest = A.run_view(root, ".", runs["choices"][0])
     assert json.loads(manifest)["status"] in ("completed", "diverged")
-    ham = [y for t in fig.data if t.name == "hamiltonian" for y in t.y]
+    ham = [y for t in fig.data if t.name in ("H", "H (= L: K is 0)") for y in t.y]  # the column hamiltonian, named H
     assert len(ham) == 10 and all(math.isfinite(v) for v in ham)

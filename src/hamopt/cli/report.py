@@ -33,11 +33,7 @@ def _report(out: str) -> int:
     files = write_report(out)
     print_table(files.table)
     _print_gaps(files.accounting, out)
-    verdicts = [c.verdict for c in files.claims]
-    print(
-        f"claims: {verdicts.count('held')} held, {verdicts.count('did not hold')} did not hold, "
-        f"{verdicts.count('not tested')} not tested"
-    )
+    print(f"claims: {files.verdict_counts}")
     print(f"report: {files.html}")
     return 0
 

@@ -110,8 +110,6 @@ def _run_drift(spec: object, out: str, *, progress: bool, backend: object = None
     print_summary(summary)
     files = write_report(out)
     print_table(files.table)
-    verdicts = [c.verdict for c in files.claims]
-    print(f"claims: {verdicts.count('held')} held, {verdicts.count('did not hold')} did not hold, "
-          f"{verdicts.count('not tested')} not tested")
+    print(f"claims: {files.verdict_counts}")
     print(f"report: {files.html}")
     return 1 if summary.failed else 0

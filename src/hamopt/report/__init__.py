@@ -3,7 +3,10 @@ r"""The report of a sweep directory: analysis tables, PNG figures, a self-contai
 :func:`write_report` (``hamopt report DIR``) reads ``DIR``'s runs, writes ``drift.csv``,
 ``table.csv``, ``decomposition.csv``, ``cap.csv``, ``ablations.csv``, ``timing.csv``, the figures
 under ``figures/``, ``catalog.duckdb`` and ``report.html`` (figures embedded, opens offline), which
-sets each claim of the reference study beside what was measured, with a verdict.
+opens with a summary (what was run, the verdict counts, the main finding, why the band differs from
+the study's) and sets each claim of the reference study beside what was measured, with one of three
+verdicts (:mod:`hamopt.report.claims`). The page is an ordered list of sections
+(:data:`hamopt.report.sections.SECTIONS`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .claims import Claim, evaluate_claims
+from .claims import Claim, evaluate_claims, verdict_counts
 
-__all__ = ["Claim", "ReportFiles", "evaluate_claims", "write_report"]
+__all__ = ["Claim", "ReportFiles", "evaluate_claims", "verdict_counts", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,11 @@ class ReportFiles:
     figures: tuple[Path, ...]
     claims: tuple[Claim, ...]
     accounting: Any = None
+
+    @property
+    def verdict_counts(self) -> str:
+        """"8 held, 3 did not hold, 10 inconclusive" (and ", N not tested" when any)."""
+        return verdict_counts(self.claims)
 
 
 def _ablation_series(out: Path, analysis: Any) -> dict[str, dict[str, list[Any]]]:
@@ -128,6 +136,7 @@ def write_report(out: str | Path) -> ReportFiles:
     from ..experiments.analysis import analyse, write_analysis
     from ..experiments.catalog import build_catalog
     from ..experiments.store import atomic_write_text
+    from .context import read_context
     from .figures import write_figures
     from .html import render_html
     from .stability_figures import write_stability_figures
@@ -139,12 +148,14 @@ def write_report(out: str | Path) -> ReportFiles:
         )
     analysis = analyse(root)
     write_analysis(root, analysis)
-    figures = write_figures(root, analysis, _ablation_series(root, analysis))
+    context = read_context(root)
+    figures = write_figures(root, analysis, _ablation_series(root, analysis), context)
     figures.update(write_stability_figures(root, analysis))
     claims = evaluate_claims(analysis)
     title, meta = _meta(root, analysis)
     page = render_html(
-        title=title, meta=meta, analysis=analysis, claims=claims, figures=figures, notes=NOTES
+        title=title, meta=meta, analysis=analysis, claims=claims, figures=figures, notes=NOTES,
+        context=context,
     )
     atomic_write_text(root / "report.html", page)
     build_catalog(root)

@@ -1,32 +1,81 @@
-r"""A self-contained ``report.html``: inline CSS, figures embedded as base64 PNG, no external links."""
+r"""A self-contained ``report.html``: inline CSS, figures embedded as base64 PNG, no external links.
+
+The page is an ordered list of sections (:data:`hamopt.report.sections.SECTIONS`), each a function
+of one :class:`ReportPage` that returns its HTML; a new section is one more function in that list.
+The helpers here keep every section readable on a phone and a desktop alike: wide tables scroll
+inside their own box (the page itself never scrolls sideways), figures shrink to the column,
+``code`` spans come from Markdown backticks and ``^x`` becomes a superscript.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import stability_figures
 
-__all__ = ["render_html"]
+__all__ = ["FIGURE_CAPTIONS", "ReportPage", "render_html"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
-padding:0 1em;color:#1b1b1b;line-height:1.45}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;font-size:.86em;margin:.6em 0}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:1.5em auto;
+padding:0 1em;color:#1b1b1b;line-height:1.45;overflow-wrap:break-word}
+h1{font-size:1.5em;margin-bottom:.3em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+.scroll{overflow-x:auto;max-width:100%;margin:.6em 0}
+table{border-collapse:collapse;font-size:.86em}
 th,td{border:1px solid #d0d0d0;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.held{background:#e3f4e1}.did-not-hold{background:#fbe4e1}.not-tested{background:#f1f1f1}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}
-code{background:#f5f5f5;padding:0 .25em}.note{color:#555;font-size:.9em}
+th{background:#f3f3f3;white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.held{background:#e3f4e1}.did-not-hold{background:#fbe4e1}.inconclusive{background:#fff4d6}
+.not-tested{background:#f1f1f1}
+.counts{font-size:1.15em;margin:.4em 0}.counts span{display:inline-block;padding:.1em .5em;margin:.1em .2em .1em 0;
+border-radius:.3em}
+.summary{background:#f7f9fc;border:1px solid #dde3ec;border-radius:.4em;padding:.6em 1em}
+.summary ul{padding-left:1.2em;margin:.3em 0}
+figure{margin:.8em 0}img{max-width:100%;height:auto;border:1px solid #eee}
+code{background:#f5f5f5;padding:0 .25em;overflow-wrap:anywhere}.note{color:#555;font-size:.9em}
+@media (max-width:600px){body{padding:0 .5em;font-size:15px}h1{font-size:1.25em}table{font-size:.8em}}
 """
 
+# caption of each figure by its name in write_figures' dict; a figure without one is shown under
+# "More figures" with its name as the caption
+FIGURE_CAPTIONS = {
+    "fig1a_band": "Fig. 1a — drift vs step size in the reference band, one panel per optimiser; x is the step "
+    "size as a fraction of that optimiser's own stability limit where one was measured (AdamW: its lr). "
+    "Points: one per step size and seed; lines: geometric mean over seeds; legends carry the fitted slopes.",
+    "fig1b_wide": "Fig. 1b — the wide sweep, one panel per Leapfrog entry, in units of the stability limit; "
+    "dotted: the reference band of the same entry.",
+    "fig2_reversibility": "Fig. 2 — reversibility, Leapfrog vs first-order Euler, float32 (open markers) and "
+    "float64 (filled); where two series coincide the panel says so.",
+    "fig3_cap": "Fig. 3 — energy-cap engagement per step size (optimisers with an energy cap).",
+    "fig4_decomposition": "Fig. 4 — drift decomposition per optimiser and band: ΔH^traj = ΔH^int + δ; legends "
+    "carry each part's slope, the panel titles the median ratio δ / ΔH^int.",
+    "fig5_ablations": "Fig. 5 — memory ablations: energy series and their difference from the default run.",
+    "fig6_stability": stability_figures.CAPTION,
+}
 
-def _fmt(v: Any) -> str:
+
+@dataclass(frozen=True)
+class ReportPage:
+    """Everything a section may draw on."""
+
+    title: str
+    meta: dict[str, Any]
+    analysis: Any
+    claims: Sequence[Any]
+    figures: dict[str, Path]
+    notes: Sequence[str]
+    context: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fmt(v: Any) -> str:
+    """A table cell: floats to 4 significant digits (scientific when tiny or huge), escaped text."""
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
@@ -35,47 +84,53 @@ def _fmt(v: Any) -> str:
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
             return f"{v:.3e}"
         return f"{v:.4g}"
-    return html.escape(str(v))
+    return inline(str(v))
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def inline(text: str) -> str:
+    """Escaped text with Markdown backticks as ``<code>``."""
+    out = html.escape(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+def superscripts(page: str) -> str:
+    """``ΔH^int`` → ``ΔH<sup>int</sup>`` (also after dt, lr and 10) anywhere in ``page``."""
+    return re.sub(r"(ΔH|dt|lr|10)\^(\w+)", r"\1<sup>\2</sup>", page)
+
+
+def table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str | tuple[str, str]] | None = None,
+    *,
+    row_class: Any = None,
+) -> str:
+    """An HTML table in a horizontally scrolling box; ``columns``: keys or (key, header) pairs;
+    ``row_class(row)``: a CSS class per row."""
     if not rows:
         return "<p class='note'>(no rows)</p>"
-    cols = list(columns or rows[0].keys())
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    cols = [(c, c) if isinstance(c, str) else c for c in (columns or rows[0].keys())]
+    head = "".join(f"<th>{inline(label)}</th>" for _, label in cols)
     body = []
     for r in rows:
         cells = []
-        for c in cols:
-            v = r.get(c)
+        for key, _ in cols:
+            v = r.get(key)
             cls = " class='num'" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            cells.append(f"<td{cls}>{_fmt(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            cells.append(f"<td{cls}>{fmt(v)}</td>")
+        cls = f" class='{row_class(r)}'" if row_class else ""
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
-def _decomposition_sentences(rows: Sequence[dict[str, Any]]) -> str:
-    """One plain sentence per optimiser and band: how big δ is next to ΔH^int, whose slope ΔH^traj has."""
-    out = []
-    for r in rows:
-        ratio = r["median_ratio_resampling_to_int"]
-        if not (isinstance(ratio, float) and math.isfinite(ratio)):
-            continue
-        size = (f"δ is {ratio:.3g}× the integrator drift" if ratio >= 1
-                else f"δ is {1 / ratio:.3g}× smaller than the integrator drift")
-        slopes = (f"slopes: ΔH^int {_fmt(r['slope_int'])}, δ {_fmt(r['slope_resampling'])}, "
-                  f"ΔH^traj {_fmt(r['slope_traj'])}")
-        who = {"resampling": "the trajectory slope follows the resampling term",
-               "integrator": "the trajectory slope follows the integrator"}.get(r["traj_follows"],
-                                                                               "undetermined")
-        out.append(f"<li><b>{html.escape(str(r['optimizer']))} ({html.escape(str(r['band']))})</b>: "
-                   f"{size} (median over runs); {slopes}; {who}.</li>")
-    return "".join(out)
-
-
-def _img(path: Path, alt: str) -> str:
+def figure_html(page: ReportPage, name: str) -> str:
+    """The figure ``name`` embedded with its caption, or "" when it was not drawn."""
+    path = page.figures.get(name)
+    if path is None or not Path(path).exists():
+        return ""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+    caption = FIGURE_CAPTIONS.get(name, name)
+    return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption class='note'>{inline(caption)}</figcaption></figure>")
 
 
 def render_html(
@@ -86,82 +141,20 @@ def render_html(
     claims: Sequence[Any],
     figures: dict[str, Path],
     notes: Sequence[str],
+    context: Any = None,
 ) -> str:
-    verdicts = [c.verdict for c in claims]
-    n_held = verdicts.count("held")
-    n_not = verdicts.count("did not hold")
-    n_untested = verdicts.count("not tested")
-    claim_rows = "".join(
-        f"<tr class='{c.verdict.replace(' ', '-')}'><td>{html.escape(c.topic)}</td><td>{html.escape(c.study)}</td>"
-        f"<td>{html.escape(c.measured)}</td><td><b>{html.escape(c.verdict)}</b></td>"
-        f"<td class='note'>{html.escape(c.rule)}</td></tr>"
-        for c in claims
-    )
-    meta_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in meta.items()
-    )
-    fig_caps = {
-        "fig1a_band": "Fig. 1a — drift vs step size in the reference band (points: one per step size and seed).",
-        "fig1b_wide": "Fig. 1b — the wide sweep; dotted lines repeat the reference band.",
-        "fig2_reversibility": "Fig. 2 — reversibility, Leapfrog vs first-order Euler, float32 and float64.",
-        "fig3_cap": "Fig. 3 — energy-cap engagement per step size.",
-        "fig4_decomposition": "Drift decomposition per optimiser: which part of ΔH^traj is the integrator's.",
-        "fig5_ablations": "Memory ablations: energy series and their difference from the default run.",
-        "fig6_stability": stability_figures.CAPTION,
-    }
-    figs = "".join(
-        f"<figure>{_img(p, k)}<figcaption class='note'>{html.escape(fig_caps.get(k, k))}</figcaption></figure>"
-        for k, p in figures.items()
-        if Path(p).exists()
-    )
-    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    a = analysis
+    """The whole page: every section of :data:`~hamopt.report.sections.SECTIONS` in order."""
+    from .context import ReportContext
+    from .sections import SECTIONS
+
+    page = ReportPage(title, meta, analysis, claims, figures, notes, context or ReportContext())
+    body = superscripts("\n".join(section(page) for section in SECTIONS))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<table>{meta_rows}</table>
-
-<h2>Claims of the reference study against this run</h2>
-<p><b>{n_held} held, {n_not} did not hold, {n_untested} not tested</b> (each verdict follows the rule in the
-last column, fixed before looking at the numbers).</p>
-<table><thead><tr><th>claim</th><th>study reported</th><th>this run measured</th><th>verdict</th><th>rule</th></tr>
-</thead><tbody>{claim_rows}</tbody></table>
-
-<h2>Table 1 — drift scaling (OLS of log10 drift on log10 step size)</h2>
-<p class='note'>One point per (step size, seed), completed default runs only; 95% t-interval with n − 2 degrees of
-freedom; bootstrap: percentile interval over resampled seeds. drift = int (same batch), traj (across batches),
-resampling (δ).</p>
-{_table(a.table, ["optimizer", "band", "drift", "n", "slope", "ci_low", "ci_high", "r2", "boot_low", "boot_high"])}
-
-<h2>Decomposition: integrator vs resampling</h2>
-<p class='note'>ΔH^traj = ΔH^int + δ. <i>median_ratio_resampling_to_int</i> is the median over runs of
-drift(δ)/drift(ΔH^int); <i>traj_follows</i> names the part whose slope the trajectory slope is closer to.</p>
-{_table(a.decomposition)}
-<ul>{_decomposition_sentences(a.decomposition)}</ul>
-
-<h2>Figures</h2>
-{figs}
-
-<h2>Energy cap</h2>
-{_table(a.cap)}
-
-<h2>Reversibility</h2>
-{_table(a.reversibility)}
-
-<h2>Memory ablations</h2>
-{_table(a.ablations)}
-
-<h2>Time per step</h2>
-{_table(a.timing)}
-
-<h2>Runs left out of the fits</h2>
-<p class='note'>Default runs that diverged or failed, and every planned run that is missing (never run, or
-killed in flight) or damaged (manifest or steps unreadable; the next sweep redoes it).</p>
-{_table(a.excluded) if a.excluded else
- "<p class='note'>none: every planned run is here and every default run completed</p>"}
-
-<h2>Method notes</h2>
-<ul>{notes_html}</ul>
+{body}
 </body></html>
 """

@@ -3,9 +3,13 @@
 
 * **Playground** (:mod:`hamopt.web.playground_tab`) — landscape, optimiser and hyperparameters;
   every change re-runs :func:`~hamopt.playground.run_trajectory` and redraws the path on the
-  contour plot, H/K/L over the steps and |ΔH| per step (same-batch and cross-batch on the noisy
-  quadratic). One button runs :func:`~hamopt.playground.drift_scan` and shows the fitted slope
-  with its 95 % interval.
+  landscape (a cached image with level lines, :mod:`hamopt.web.landscape_layer`), H/K/L over the
+  steps and |ΔH| per step (same-batch and cross-batch on the noisy quadratic). One button runs
+  :func:`~hamopt.playground.drift_scan` and shows the fitted slope with its 95 % interval.
+
+Every recompute shows a busy timer on the plots it will redraw; a tab runs one request at a time
+and, while one runs, keeps only the latest change (superseded requests are dropped). Bad input
+marks the offending box and leaves the last plots in place.
 * **Reversibility** (:mod:`hamopt.web.reversibility_tab`) —
   :func:`~hamopt.playground.reversibility`: Leapfrog and Euler side by side.
 * **Results** (:mod:`hamopt.web.results_tab`) — a lab results directory (``--results``): Table 1,
@@ -23,10 +27,13 @@ from pathlib import Path
 import gradio as gr
 
 from .. import playground as pg
+from ..landscapes import LANDSCAPES
+from . import landscape_layer
 from .controls import FIELD_LABELS, LANDSCAPE_CHOICES, OPTIMIZER_CHOICES
 from .playground_tab import (
     CONTROL_NAMES,
     HYPER_FIELDS,
+    INVALID_CLASS,
     SHORT_NAMES,
     drift_scan_view,
     playground_tab,
@@ -58,13 +65,30 @@ __all__ = [
 ]
 
 
+# the page's own rules: a box named by an invalid-input message is marked; table headers never
+# break inside a word (a wide table scrolls in its own box instead); plots never push the page wider
+PAGE_CSS = f"""
+.{INVALID_CLASS} input, .{INVALID_CLASS} textarea {{
+  outline: 2px solid #d62728 !important; background: #fff0f0 !important; }}
+#rs-table th, #rs-table th *, #rs-csv-table th, #rs-csv-table th * {{
+  white-space: nowrap !important; word-break: keep-all !important; overflow-wrap: normal !important; }}
+.js-plotly-plot, .plot-container {{ max-width: 100%; }}
+#rv-status th, #pg-status th {{ white-space: nowrap; }}
+#rv-status table, #pg-status table {{ display: block; overflow-x: auto; max-width: 100%; }}
+"""
+
+
 def build_app(results: str | Path | None = None) -> gr.Blocks:
     """The page; ``results`` is the lab results directory the browser may read (nothing else)."""
     root = ResultsDir(results) if results is not None else None
     pg.run_trajectory(
         pg.PlaygroundConfig(steps=1)
     )  # pay torch's one-time imports before the first visitor
+    for name in LANDSCAPES:  # and every landscape's image and level lines (cached)
+        landscape_layer.image(name)
+        landscape_layer.level_lines(name)
     with gr.Blocks(title="hamopt demo", analytics_enabled=False) as app:
+        gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False)
         gr.Markdown("# hamopt — Hamiltonian optimisers, interactively")
         playground_tab(app)
         reversibility_tab(app)

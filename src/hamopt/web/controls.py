@@ -3,6 +3,7 @@ validated :class:`~hamopt.playground.PlaygroundConfig`, and the text shown when 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import playground as pg
@@ -15,6 +16,7 @@ __all__ = [
     "config_from_controls",
     "failure_message",
     "invalid_input_message",
+    "readable_numbers",
 ]
 
 LANDSCAPE_CHOICES = [(info.label, name) for name, info in LANDSCAPES.items()]
@@ -80,11 +82,33 @@ def config_from_controls(
     )
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])")
+
+
+def readable_numbers(text: str) -> str:
+    """Every number in ``text`` as a person writes it: "got 1000000000.0" → "got 1e9"."""
+
+    def short(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if "." not in token and "e" not in token.lower() and len(token.lstrip("-")) <= 5:
+            return token  # small integers (steps, ranges) stay as written
+        value = float(token)
+        if value == 0 or 1e-4 <= abs(value) < 1e5:
+            return f"{value:.6g}"
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+    return _NUMBER.sub(short, text)
+
+
 def invalid_input_message(exc: pg.PlaygroundInputError) -> str:
     """Markdown naming the invalid field (by its label on the page) and its allowed values."""
     label = FIELD_LABELS.get(exc.field, exc.field)
-    detail = str(exc).removeprefix(f"{exc.field}: ")
-    return f"**Invalid input** — {label}: {detail}. Nothing was computed; fix the field to redraw."
+    detail = readable_numbers(str(exc).removeprefix(f"{exc.field}: "))
+    return (
+        f"**Invalid input** — {label}: {detail}. Nothing was computed: the plots still show the last "
+        "valid settings; fix the marked field to redraw."
+    )
 
 
 def failure_message(what: str, exc: Exception) -> str:

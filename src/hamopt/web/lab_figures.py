@@ -18,19 +18,42 @@ from .plot_style import (
     COLORS,
     figure,
     finish_layout,
+    identical_series,
     line_trace,
     log_magnitudes,
     message_figure,
+    short_number,
     subplots,
 )
 
 __all__ = [
+    "DRIFT_LABELS",
+    "SERIES_LABELS",
     "results_ablation_figure",
     "results_cap_figure",
     "results_drift_figure",
     "results_reversibility_figure",
     "run_energy_figure",
 ]
+
+
+# how a stored step column is named on a plot
+SERIES_LABELS = {
+    "hamiltonian": "H",
+    "kinetic": "K",
+    "loss": "L",
+    "delta_h_int": "|ΔH<sup>int</sup>|",
+    "delta_h_traj": "|ΔH<sup>traj</sup>|",
+    "resampling": "|δ|",
+}
+
+
+# the drift columns of drift.csv as the page names them
+DRIFT_LABELS = {
+    "drift_int": "|ΔH<sup>int</sup>|",
+    "drift_traj": "|ΔH<sup>traj</sup>|",
+    "drift_resampling": "|δ|",
+}
 
 
 def _groups(
@@ -62,7 +85,7 @@ def _slope_legend(table: Any | None, key: tuple, column: str) -> str:
     if not len(match):
         return ""
     r = match.iloc[0]
-    return f" — slope {r['slope']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    return f": slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
 def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int") -> go.Figure:
@@ -90,15 +113,19 @@ def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int
                 text=hover,
             )
         )
+    what = DRIFT_LABELS.get(column, column)
+    # one legend row per group below the plot, the figure taller by as much: nothing is cut off
+    # when a phone's width leaves room for one entry per row
     finish_layout(
         fig,
-        f"{column} vs step size (one point per run)",
-        height=440,
+        f"drift {what} vs step size (one point per run)",
+        height=380 + 24 * len(fig.data),
         xaxis_title="step size (dt or lr)",
-        yaxis_title=f"{column} (nats)",
+        yaxis_title=f"{what} (nats)",
         xaxis_type="log",
         yaxis_type="log",
-        legend=dict(orientation="h", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11)),
+        margin=dict(l=60, r=20, t=50, b=60 + 24 * len(fig.data)),
     )
     return fig
 
@@ -128,18 +155,32 @@ def results_reversibility_figure(rev: Any) -> go.Figure:
         return message_figure(
             f"reversibility.csv needs columns {sorted(need)}; it has {list(rev.columns)}"
         )
-    keys = [k for k in ("integrator", "dtype", "dt") if k in rev.columns]
+    keys = [k for k in ("integrator", "dtype") if k in rev.columns]
     fig = _group_lines(
         rev, keys, "steps", lambda part: log_magnitudes(part["theta_error"].astype(float).tolist())
     )
+    _name_coinciding(fig)
+    dt = f" (dt = {short_number(float(rev['dt'].iloc[0]))})" if "dt" in rev.columns and len(rev) else ""
     finish_layout(
         fig,
-        "round trip ‖θ_back − θ_0‖ / ‖θ_0‖",
+        "round trip ‖θ_back − θ_0‖ / ‖θ_0‖" + dt,
         xaxis_title="steps N each way",
         yaxis_title="relative error",
         yaxis_type="log",
     )
     return fig
+
+
+def _name_coinciding(fig: go.Figure) -> None:
+    """A trace drawn exactly on an earlier one is named so ("= euler / float64") and drawn dotted
+    over a wider first one, so both stay visible."""
+    for i, later in enumerate(fig.data):
+        for earlier in fig.data[:i]:
+            if list(earlier.x) == list(later.x) and identical_series(earlier.y, later.y):
+                later.name = f"{later.name} (= {earlier.name})"
+                later.line.dash = "dot"
+                earlier.line.width = 5
+                break
 
 
 def results_ablation_figure(abl: Any) -> go.Figure:
@@ -156,6 +197,10 @@ def results_ablation_figure(abl: Any) -> go.Figure:
         )
     if len(abl) == 0:
         return message_figure("no memory-ablation runs in this directory")
+    values = abl[cols].astype(float)
+    if (values.abs().max().max() == 0.0) and len(values):
+        names = ", ".join(sorted(set(abl["ablation"].astype(str))))
+        return message_figure(f"{names}: identical to default, max |Δ| = 0 in every series")
     label = abl["ablation"].astype(str)
     if "seed" in abl.columns:
         label = label + " (seed " + abl["seed"].astype(str) + ")"
@@ -210,17 +255,25 @@ def run_energy_figure(run: Any) -> go.Figure:
         vertical_spacing=0.08,
         subplot_titles=("energy", "|ΔH| per step"),
     )
+    same = "hamiltonian" in cols and "loss" in cols and identical_series(
+        [float("nan") if v is None else v for v in cols["hamiltonian"]],
+        [float("nan") if v is None else v for v in cols["loss"]],
+    )
     for i, name in enumerate(("hamiltonian", "kinetic", "loss")):
         if name in cols:
-            fig.add_trace(line_trace(steps, cols[name], name, color=COLORS[i]), row=1, col=1)
+            label = "H (= L: K is 0)" if same and name == "hamiltonian" else SERIES_LABELS[name]
+            style = {"hamiltonian": {"width": 5}, "loss": {"dash": "dot"}}.get(name, {}) if same else {}
+            fig.add_trace(line_trace(steps, cols[name], label, color=COLORS[i], **style), row=1, col=1)
     for i, name in enumerate(("delta_h_int", "delta_h_traj", "resampling")):
         if name in cols:
-            trace = line_trace(steps, log_magnitudes(cols[name]), f"|{name}|", color=COLORS[3 + i])
+            trace = line_trace(steps, log_magnitudes(cols[name]), SERIES_LABELS[name], color=COLORS[3 + i])
             fig.add_trace(trace, row=2, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     m = run.manifest
     bits = [run.run_id] + [
-        f"{k}={m[k]}" for k in ("optimizer", "mode", "step_size", "seed", "status") if k in m
+        f"{k}={short_number(m[k]) if isinstance(m[k], float) else m[k]}"
+        for k in ("optimizer", "mode", "step_size", "seed", "status")
+        if k in m
     ]
     finish_layout(fig, ", ".join(map(str, bits)), height=560, xaxis2_title="step")
     return fig

@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-from ..landscapes import LANDSCAPES, Landscape
+from ..landscapes import LANDSCAPES
+from .landscape_layer import colorbar_trace, landscape_image, levels_trace
 from .plot_style import (
     COLORS,
     LAYOUT,
     as_array,
     figure,
     finish_layout,
+    identical_series,
     line_trace,
     log_magnitudes,
+    short_number,
     subplots,
 )
 
@@ -39,52 +41,7 @@ __all__ = [
     "reversibility_figure",
 ]
 
-# contour grid points per axis: 61 keeps a redraw cheap in the browser (the 121² grid cost
-# ≈ 0.3 s more per redraw on a 2-core machine); Ackley's unit-period ripples need more
-GRID = 61
-GRID_FOR = {"ackley": 121}
-
-
-@lru_cache(maxsize=16)
-def _grid(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The noise-free landscape on an n × n mesh over its bounds (log10(1 + L) if steep)."""
-    import torch
-
-    cls = LANDSCAPES[name].cls
-    land: Landscape = LANDSCAPES[name].build(None, 0.0, 0)
-    (x0, x1), (y0, y1) = cls.bounds
-    n = GRID_FOR.get(name, GRID)
-    xs = torch.linspace(x0, x1, n, dtype=torch.float64)
-    ys = torch.linspace(y0, y1, n, dtype=torch.float64)
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    with torch.no_grad():
-        z = land.value(torch.stack([xx, yy], dim=-1))
-        if cls.log_contours:
-            z = torch.log10(1.0 + z.clamp_min(0.0))
-    # float32 arrays: plotly validates and encodes them as one binary block (fast to send and draw)
-    return (
-        xs.numpy().astype(np.float32),
-        ys.numpy().astype(np.float32),
-        z.numpy().astype(np.float32),
-        cls.log_contours,
-    )
-
-
-def _contour(name: str, showscale: bool = True) -> go.Contour:
-    xs, ys, z, log = _grid(name)
-    return go.Contour(
-        x=xs,
-        y=ys,
-        z=z,
-        ncontours=30,
-        colorscale="Viridis",
-        showscale=showscale,
-        opacity=0.75,
-        contours=dict(coloring="heatmap", showlines=True),
-        colorbar=dict(title="log10(1+L)" if log else "L", len=0.8),
-        hoverinfo="skip",
-        name="L",
-    )
+PATH_COLOR = "#e8175d"  # visible on the Viridis landscape and on the white legend alike
 
 
 def _landscape_axes(fig: go.Figure, name: str, *, titled: bool = False) -> None:
@@ -94,11 +51,22 @@ def _landscape_axes(fig: go.Figure, name: str, *, titled: bool = False) -> None:
     fig.update_yaxes(range=[y0, y1], **({"title": "y"} if titled else {}))
 
 
+def _hyper_text(traj: Any) -> str:
+    """", γ=0.1" etc.: the hyperparameters the optimiser reads, as the title shows them."""
+    c = traj.config
+    shown = []
+    for name, short in (("gamma", "γ"), ("momentum", "β"), ("cap", "α"), ("eta", "η")):
+        if name in c.info.uses:
+            value = getattr(c, name)
+            shown.append(f"{short}={'off' if value is None else format(value, '.3g')}")
+    return "".join(f", {s}" for s in shown)
+
+
 def _title(traj: Any) -> str:
     c = traj.config
     head = (
         f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}: "
-        f"{traj.step_label}={c.step_size:g}, {c.steps} steps"
+        f"{traj.step_label}={c.step_size:.4g}, {c.steps} steps{_hyper_text(traj)}"
     )
     if traj.diverged:
         return f"{head} — DIVERGED at step {traj.diverged_at}"
@@ -109,29 +77,35 @@ def _markers(x: Sequence[float], y: Sequence[float], name: str, **marker: Any) -
     return go.Scatter(x=x, y=y, mode="markers", marker=marker, name=name)
 
 
+def _inside(name: str, x: float, y: float) -> tuple[float, float, bool]:
+    """(x, y) clipped to the landscape's bounds, and whether it had to be."""
+    (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
+    cx, cy = min(max(x, x0), x1), min(max(y, y0), y1)
+    return cx, cy, (cx, cy) != (x, y)
+
+
 def contour_figure(traj: Any) -> go.Figure:
-    """The landscape with the trajectory θ_0 … θ_T; a diverged run ends in a red cross."""
+    """The landscape (image, level lines, colour bar) with the trajectory θ_0 … θ_T; a diverged
+    run ends in a red cross, kept inside the frame (at the edge where the path left it)."""
     name = traj.config.landscape
-    fig = figure(_contour(name))
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines+markers",
-            marker=dict(size=3),
-            line=dict(color="white", width=2),
-            name="path",
-        )
+    fig = figure(
+        levels_trace(name),
+        go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=PATH_COLOR, width=2), name="path"),
+        colorbar_trace(name),
+        _markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
+                 line=dict(width=2, color="black")),
     )
-    fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="#ff7f0e", symbol="circle"))
+    ex, ey, clipped = _inside(name, float(xs[-1]), float(ys[-1]))
     if traj.diverged:
-        end = dict(name="diverged", size=14, color="red", symbol="x", line=dict(width=2))
+        label = "diverged (left the frame here)" if clipped else "diverged"
+        end = dict(name=label, size=14, color="red", symbol="x", line=dict(width=2, color="black"))
     else:
-        end = dict(name="end", size=11, color="black", symbol="star")
-    fig.add_trace(_markers(xs[-1:], ys[-1:], **end))
-    finish_layout(fig, _title(traj), height=440, legend=dict(orientation="h", y=-0.15))
+        end = dict(name="end", size=12, color="black", symbol="star")
+    fig.add_trace(_markers([ex], [ey], **end))
+    finish_layout(fig, _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
+                  images=[landscape_image(name)])
     _landscape_axes(fig, name, titled=True)
     return fig
 
@@ -139,12 +113,17 @@ def contour_figure(traj: Any) -> go.Figure:
 def energy_figure(traj: Any) -> go.Figure:
     """H, K and L at (θ_t, p_t) on batch B_t over the steps."""
     steps = np.arange(len(traj.hamiltonian))
-    fig = figure()
-    for i, (label, series) in enumerate(
-        (("H", traj.hamiltonian), ("K", traj.kinetic), ("L", traj.loss))
-    ):
-        fig.add_trace(line_trace(steps, as_array(series), label, color=COLORS[i]))
-    title = f"energy: H = K + L (cap engaged {traj.cap_engagements}×)"
+    h, k, loss = (as_array(v) for v in (traj.hamiltonian, traj.kinetic, traj.loss))
+    same = identical_series(h, loss)
+    fig = figure(
+        # drawn first and wider, so an identical L on top leaves it visible
+        line_trace(steps, h, "H (= L: K is 0)" if same else "H", color=COLORS[0], width=5 if same else 2),
+        line_trace(steps, k, "K", color=COLORS[1]),
+        line_trace(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
+    )
+    title = "energy: H = K + L"
+    if "cap" in traj.config.info.uses and traj.config.cap is not None:
+        title += f" (cap engaged {traj.cap_engagements}×)"
     if traj.diverged:
         title += f" — diverged at step {traj.diverged_at}"
     finish_layout(fig, title, xaxis_title="step", yaxis_title="nats")
@@ -154,10 +133,10 @@ def energy_figure(traj: Any) -> go.Figure:
 def delta_h_figure(traj: Any) -> go.Figure:
     """|ΔH^int_t| per step and, on a noisy landscape, |ΔH^traj_t| and |δ_t| (log scale)."""
     steps = np.arange(len(traj.delta_h_int))
-    series = [("|ΔH^int| same batch", traj.delta_h_int, dict(color=COLORS[0]))]
+    series = [("|ΔH<sup>int</sup>| same batch", traj.delta_h_int, dict(color=COLORS[0]))]
     if traj.noisy:
         series += [
-            ("|ΔH^traj| cross batch", traj.delta_h_traj, dict(color=COLORS[1])),
+            ("|ΔH<sup>traj</sup>| cross batch", traj.delta_h_traj, dict(color=COLORS[1])),
             ("|δ| resampling", traj.resampling, dict(color="#999", dash="dot")),
         ]
         title = f"|ΔH| per step — tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
@@ -194,9 +173,9 @@ def drift_scan_figure(scan: Any) -> go.Figure:
     """drift vs step size on log-log axes with the OLS fit lines; diverged sizes as red crosses."""
     fig = figure()
     xs_ok = [s for s, d in zip(scan.step_sizes, scan.diverged, strict=True) if not d]
-    series = [("|ΔH^int|", scan.drift_int, scan.fit_int, COLORS[0])]
+    series = [("|ΔH<sup>int</sup>|", scan.drift_int, scan.fit_int, COLORS[0])]
     if scan.noisy:
-        series.append(("|ΔH^traj|", scan.drift_traj, scan.fit_traj, COLORS[1]))
+        series.append(("|ΔH<sup>traj</sup>|", scan.drift_traj, scan.fit_traj, COLORS[1]))
     series.append(("|H−H0|", scan.energy_error, scan.fit_error, COLORS[2]))
     for name, ys, fit, color in series:
         y_ok = [y for y, d in zip(ys, scan.diverged, strict=True) if not d]
@@ -209,31 +188,34 @@ def drift_scan_figure(scan: Any) -> go.Figure:
                 )
             )
     bad = [s for s, d in zip(scan.step_sizes, scan.diverged, strict=True) if d]
+    finite = [y for _, ys, _, _ in series for y, d in zip(ys, scan.diverged, strict=True)
+              if not d and y is not None and y == y and y > 0]
     if bad:
+        # a diverged size has no drift: its cross sits on the plot's floor, inside the frame
+        floor = min(finite) if finite else 1.0
         fig.add_trace(
-            go.Scatter(
-                x=bad,
-                y=[None] * len(bad),
-                mode="markers",
-                name=f"diverged: {', '.join(f'{b:.3g}' for b in bad)}",
-            )
+            _markers(bad, [floor] * len(bad), f"diverged: {', '.join(short_number(b) for b in bad)}",
+                     size=12, color="red", symbol="x", line=dict(width=2, color="black"))
         )
+    ticks = sorted(scan.step_sizes)
     finish_layout(
         fig,
-        f"drift vs {scan.step_label} (tail median over the last 20 % of steps)",
-        xaxis_title=scan.step_label,
-        yaxis_title="drift (nats)",
+        f"drift vs {scan.step_label} (log–log; tail median over the last 20 % of steps)",
+        xaxis_title=f"{scan.step_label} (log scale)",
+        yaxis_title="drift (nats, log scale)",
         xaxis_type="log",
         yaxis_type="log",
-        legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(tickvals=ticks, ticktext=[short_number(t) for t in ticks], minor=dict(showgrid=False)),
+        legend=dict(orientation="h", y=-0.3),
     )
     return fig
 
 
 def _round_trip_title(path: Any) -> str:
+    """Short enough for two side by side on a phone: "Leapfrog: error 2.1e-8"."""
     if path.result is None or path.divergence:
         return f"{path.integrator}: diverged"
-    return f"{path.integrator}: ‖θ_back−θ_0‖/‖θ_0‖ = {path.result.theta_error:.2e}"
+    return f"{path.integrator}: error {short_number(path.result.theta_error)}"
 
 
 def _round_trip_traces(path: Any, legend: bool) -> list[go.Scatter]:
@@ -248,12 +230,12 @@ def _round_trip_traces(path: Any, legend: bool) -> list[go.Scatter]:
             showlegend=legend,
         )
         for pts, label, style in (
-            (path.forward, "forward", dict(color="white", width=3)),
-            (path.backward, "back (p flipped)", dict(color="#ff7f0e", width=2, dash="dash")),
+            (path.forward, "forward", dict(color=PATH_COLOR, width=3)),
+            (path.backward, "back (p flipped)", dict(color="#ffb000", width=2, dash="dash")),
         )
     ]
     if path.forward:
-        start = dict(size=11, color="black", symbol="circle-open", line=dict(width=2))
+        start = dict(size=11, color="white", symbol="circle", line=dict(width=2, color="black"))
         traces.append(_point(path.forward[0], "θ_0", start, legend))
     if path.backward:
         end = dict(size=10, color="red", symbol="x")
@@ -273,9 +255,12 @@ def reversibility_figure(result: Any) -> go.Figure:
     titles = [_round_trip_title(path) for path in result.paths]
     fig = subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.08)
     for col, path in enumerate(result.paths, start=1):
-        fig.add_trace(_contour(name, showscale=False), row=1, col=col)
+        fig.add_trace(levels_trace(name), row=1, col=col)
         for trace in _round_trip_traces(path, legend=col == 1):
             fig.add_trace(trace, row=1, col=col)
     _landscape_axes(fig, name)
-    fig.update_layout(**{**LAYOUT, "height": 460}, legend=dict(orientation="h", y=-0.12))
+    images = [landscape_image(name, xref=f"x{c}" if c > 1 else "x", yref=f"y{c}" if c > 1 else "y")
+              for c in range(1, len(result.paths) + 1)]
+    fig.update_layout(**{**LAYOUT, "height": 460}, legend=dict(orientation="h", y=-0.12), images=images)
+    fig.update_annotations(font_size=12)
     return fig

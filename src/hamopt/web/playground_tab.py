@@ -27,7 +27,11 @@ from .plot_style import message_figure
 __all__ = [
     "CONTROL_NAMES",
     "HYPER_FIELDS",
+    "INVALID_CLASS",
+    "MARKED_BOXES",
     "drift_scan_view",
+    "marked_boxes",
+    "playground_event",
     "playground_tab",
     "playground_view",
     "suggest_and_run",
@@ -102,22 +106,47 @@ def _timed(run: Callable[[pg.PlaygroundConfig], Any], controls: Sequence[Any]) -
     return result, 1000 * (time.perf_counter() - t0)
 
 
-def playground_view(*controls: Any) -> tuple[str, Any, Any, Any]:
-    """Status markdown, contour, energy and |ΔH| figures for the control values."""
+def _run_view(controls: Sequence[Any]) -> tuple[str, tuple[Any, Any, Any] | None, str | None]:
+    """(status, the three figures or None, the invalid field or None) for the control values."""
     try:
         traj, ms = _timed(pg.run_trajectory, controls)
     except pg.PlaygroundInputError as exc:
-        msg = invalid_input_message(exc)
-        return (
-            msg,
-            message_figure(msg.replace("**", "")),
-            message_figure("—"),
-            message_figure("—"),
-        )
+        return invalid_input_message(exc), None, exc.field
     except Exception as exc:  # a page must never freeze on an unexpected failure
-        msg = failure_message("Run", exc)
-        return msg, message_figure(msg), message_figure("—"), message_figure("—")
-    return _summary(traj, ms), contour_figure(traj), energy_figure(traj), delta_h_figure(traj)
+        return failure_message("Run", exc), None, None
+    return _summary(traj, ms), (contour_figure(traj), energy_figure(traj), delta_h_figure(traj)), None
+
+
+def playground_view(*controls: Any) -> tuple[str, Any, Any, Any]:
+    """Status markdown, contour, energy and |ΔH| figures for the control values (on bad input or a
+    failure: the message, drawn in the first figure)."""
+    status, figures, _ = _run_view(controls)
+    if figures is None:
+        return status, message_figure(status.replace("**", "")), message_figure("—"), message_figure("—")
+    return (status, *figures)
+
+
+def playground_event(*controls: Any) -> tuple[Any, ...]:
+    """:func:`playground_view` as the page shows it: status, the three plots, then a class update
+    per number box (:data:`MARKED_BOXES`). On bad input or a failure the plots keep their last
+    drawing (``gr.skip()``) and the offending box is marked."""
+    status, figures, field = _run_view(controls)
+    plots = figures if figures is not None else (gr.skip(), gr.skip(), gr.skip())
+    return (status, *plots, *marked_boxes(field))
+
+
+# the boxes an invalid-input message can point at (config field → boxes), in output order
+MARKED_BOXES = ("step_size", "gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu",
+                "steps", "noise", "x0", "y0", "seed")
+_FIELD_BOXES = {"start": ("x0", "y0")}
+INVALID_CLASS = "hamopt-invalid"
+
+
+def marked_boxes(field: str | None) -> tuple[Any, ...]:
+    """One update per :data:`MARKED_BOXES` box: the invalid class on the boxes of ``field``, none
+    on the others."""
+    bad = _FIELD_BOXES.get(field or "", (field,))
+    return tuple(gr.update(elem_classes=[INVALID_CLASS] if name in bad else []) for name in MARKED_BOXES)
 
 
 def _summary(traj: pg.Trajectory, ms: float) -> str:
@@ -126,7 +155,7 @@ def _summary(traj: pg.Trajectory, ms: float) -> str:
         f"{SHORT_NAMES.get(k, k)} = {'off' if getattr(c, k) is None else _fmt(getattr(c, k))}"
         for k in traj.config.info.uses
     )
-    head = f"**{traj.optimizer_label}** {traj.step_label} = {c.step_size:g}" + (
+    head = f"**{traj.optimizer_label}** {traj.step_label} = {c.step_size:.4g}" + (
         f", {used}" if used else ""
     )
     lines = [f"{head}; {traj.steps_run} steps in {ms:.0f} ms."]
@@ -135,10 +164,11 @@ def _summary(traj: pg.Trajectory, ms: float) -> str:
             f"⚠️ **Diverged at step {traj.diverged_at}**: {traj.divergence}. "
             "The path is drawn up to the last finite point."
         )
+    cap = (f"; cap engaged {traj.cap_engagements}× of {traj.steps_run} steps"
+           if "cap" in c.info.uses and c.cap is not None else "")
     lines.append(
         f"L: {_fmt(traj.loss[0])} → {_fmt(traj.loss[-1])}; "
-        f"H: {_fmt(traj.hamiltonian[0])} → {_fmt(traj.hamiltonian[-1])}; "
-        f"cap engaged {traj.cap_engagements}× of {traj.steps_run} steps."
+        f"H: {_fmt(traj.hamiltonian[0])} → {_fmt(traj.hamiltonian[-1])}{cap}."
     )
     drift = f"drift (tail median, last 20 %): |ΔH^int| = {_fmt(traj.drift_int, '.3e')}"
     if traj.noisy:
@@ -267,14 +297,20 @@ def playground_tab(app: gr.Blocks) -> None:
                 scan_plot = gr.Plot(label="drift vs step size", elem_id="pg-scan-plot")
         controls = [boxes[name] for name in CONTROL_NAMES]
         plots = [status, contour, energy, delta]
-        # .input: a user's change (a value set by suggest_and_run does not fire it again)
+        # .input: a user's change (a value set by suggest_and_run does not fire it again).
+        # Every recompute shows a busy timer on its outputs (show_progress="minimal"); one run at
+        # a time for the whole tab, and while one runs only the latest change waits (always_last):
+        # superseded requests are dropped, never drawn out of order.
         gr.on(
             triggers=[boxes[n].input for n in CONTROL_NAMES if n not in ("landscape", "optimizer")],
-            fn=playground_view,
+            fn=playground_event,
             inputs=controls,
-            outputs=plots,
+            outputs=[*plots, *(boxes[n] for n in MARKED_BOXES)],
             trigger_mode="always_last",
-            show_progress="hidden",
+            show_progress="minimal",
+            show_progress_on=plots,
+            concurrency_limit=1,
+            concurrency_id="playground",
         )
         suggested = [boxes[n] for n in ("step_size", "steps", "x0", "y0", *HYPER_FIELDS)]
         gr.on(
@@ -283,7 +319,10 @@ def playground_tab(app: gr.Blocks) -> None:
             inputs=controls,
             outputs=[*suggested, *plots],
             trigger_mode="always_last",
-            show_progress="hidden",
+            show_progress="minimal",
+            show_progress_on=plots,
+            concurrency_limit=1,
+            concurrency_id="playground",
         )
         scan_btn.click(
             drift_scan_view,

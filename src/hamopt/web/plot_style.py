@@ -20,9 +20,11 @@ __all__ = [
     "as_array",
     "figure",
     "finish_layout",
+    "identical_series",
     "line_trace",
     "log_magnitudes",
     "message_figure",
+    "short_number",
     "subplots",
 ]
 
@@ -61,13 +63,16 @@ def subplots(**kw: Any) -> go.Figure:
 
 
 def finish_layout(fig: go.Figure, title: str, *, height: int | None = None, **layout: Any) -> None:
-    """The page's margins and height (``height`` overrides it), a 13-pt ``title`` and ``layout``."""
+    """The page's margins and height (``height`` and a ``margin`` in ``layout`` override them), a
+    13-pt ``title`` and ``layout``."""
     size = LAYOUT if height is None else {**LAYOUT, "height": height}
+    size = {**size, **({"margin": layout.pop("margin")} if "margin" in layout else {})}
     fig.update_layout(**size, title=dict(text=title, font=dict(size=13)), **layout)
 
 
 def line_trace(x: Any, y: Any, name: str, **line: Any) -> go.Scatter:
-    """A plain line named ``name`` (``line``: its plotly line style)."""
+    """A plain line named ``name`` (``line``: its plotly line style). A plain line with no markers
+    is the cheapest trace for the browser to redraw."""
     return go.Scatter(x=x, y=y, mode="lines", name=name, line=line)
 
 
@@ -93,3 +98,23 @@ def message_figure(text: str, height: int = 300) -> go.Figure:
         **{**LAYOUT, "height": height}, xaxis=dict(visible=False), yaxis=dict(visible=False)
     )
     return fig
+
+
+def identical_series(a: Any, b: Any) -> bool:
+    """Whether two series would be drawn on top of each other (equal to 1e-12 relative, NaN = NaN)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        return False
+    scale = max(float(np.nanmax(np.abs(a), initial=0.0)), 1e-300)
+    return bool(np.allclose(a, b, rtol=0.0, atol=1e-12 * scale, equal_nan=True))
+
+
+def short_number(value: float, digits: int = 2) -> str:
+    """A number as a person writes it: 0.05, 1e9, 2.1e-8, 1.75 (no "1000000000.0", no "e+09")."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if value == 0 or 1e-4 <= abs(value) < 1e5:
+        return f"{value:.{digits + 2}g}"
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"

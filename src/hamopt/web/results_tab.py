@@ -166,7 +166,8 @@ def results_tab(app: gr.Blocks, root: ResultsDir | None) -> None:
                 scale=3,
             )
             column = gr.Radio(
-                ["drift_int", "drift_traj", "drift_resampling"],
+                [("ΔH^int (same batch)", "drift_int"), ("ΔH^traj (across batches)", "drift_traj"),
+                 ("δ (resampling)", "drift_resampling")],
                 value="drift_int",
                 label="drift column",
                 elem_id="rs-column",
@@ -190,7 +191,9 @@ def results_tab(app: gr.Blocks, root: ResultsDir | None) -> None:
             )
             csv_status = gr.Markdown(elem_id="rs-csv-status")
         csv_table = gr.Dataframe(elem_id="rs-csv-table", interactive=False, show_label=False)
-        gallery = gr.Gallery(label="figures/*.png", elem_id="rs-gallery", columns=3, height="auto")
+        gallery = gr.Gallery(
+            label="figures/*.png", elem_id="rs-gallery", columns=3, height="auto", object_fit="contain"
+        )
         with gr.Row():
             run_pick = gr.Dropdown([], label="run", elem_id="rs-run", scale=3)
         run_status = gr.Markdown(elem_id="rs-run-status")
