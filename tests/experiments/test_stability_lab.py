@@ -147,7 +147,7 @@ def test_report_and_web_page_show_the_ratio(sweeps, tmp_path_factory):
     shutil.copytree(root / "on", out)
     files = write_report(out)
     assert (out / "figures" / f"{STABILITY_FIGURE}.png").stat().st_size > 10_000
-    assert f"alt='{STABILITY_FIGURE}'" in files.html.read_text(encoding="utf-8")
+    assert f"<figure id='{STABILITY_FIGURE}'>" in files.html.read_text(encoding="utf-8")
     import csv
 
     rows = list(csv.DictReader((out / "stability.csv").open(encoding="utf-8")))

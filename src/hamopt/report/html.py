@@ -129,7 +129,7 @@ def figure_html(page: ReportPage, name: str) -> str:
         return ""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     caption = FIGURE_CAPTIONS.get(name, name)
-    return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+    return (f"<figure id='{html.escape(name)}'><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
             f"<figcaption class='note'>{inline(caption)}</figcaption></figure>")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .. import families
 from .claims import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTED
 from .html import ReportPage, figure_html, fmt, inline, table
+from .stability_figures import STABILITY_FIGURE
 from .summary import slope_reading, summary_parts
 
 __all__ = ["SECTIONS", "placed_figures"]
@@ -185,10 +186,21 @@ def timing_section(page: ReportPage) -> str:
     return "<h2 id='timing'>Time per step</h2>" + table(page.analysis.timing, cols)
 
 
+def stability_section(page: ReportPage) -> str:
+    """The sharpness ratio over training next to the drift (only for a sweep run with the monitor)."""
+    fig = figure_html(page, STABILITY_FIGURE)
+    if not fig:
+        return ""
+    return ("<h2 id='stability'>Stability: sharpness ratio over training</h2><p class='note'>ratio = "
+            "λ_max(P⁻¹H) / the optimiser's threshold, measured every k steps on a fixed batch "
+            "(<code>stability.csv</code>: first, maximum, last and tail-median ratio per run, and the first "
+            "step it exceeded 1). Above 1 the linearised update grows; see docs/stability.md.</p>" + fig)
+
+
 def placed_figures() -> set[str]:
     """The figures a section above places; the rest go under "More figures"."""
     return {"fig1a_band", "fig1b_wide", "fig2_reversibility", "fig3_cap", "fig4_decomposition",
-            "fig5_ablations"}
+            "fig5_ablations", STABILITY_FIGURE}
 
 
 def more_figures_section(page: ReportPage) -> str:
@@ -221,6 +233,7 @@ SECTIONS: list[Callable[[ReportPage], str]] = [
     claims_section,
     scaling_section,
     decomposition_section,
+    stability_section,
     cap_section,
     reversibility_section,
     ablations_section,
