@@ -6,8 +6,9 @@ from .euler import Euler
 from .hamiltonian import HamiltonianOptimizer
 from .leapfrog import Leapfrog
 from .mass import fan_in, fan_in_inverse_mass
+from .hybrid import Hybrid, Phase, PhaseError, Plateau, StabilityCrossing, SwitchRule
 
 __all__ = [
-    "BBI", "ECDSep", "ECDq1", "Euler", "HamiltonianOptimizer", "HamoptOptimizer", "Leapfrog", "fan_in",
-    "fan_in_inverse_mass",
+    "BBI", "ECDSep", "ECDq1", "Euler", "HamiltonianOptimizer", "HamoptOptimizer", "Hybrid", "Leapfrog", "Phase",
+    "PhaseError", "Plateau", "StabilityCrossing", "SwitchRule", "fan_in", "fan_in_inverse_mass",
 ]
