@@ -12,7 +12,8 @@ leave those steps out.
 ``hyper`` is ``{phases: [...], total_steps: N or null, handover: velocity|reset}``, each phase a
 mapping of :class:`hamopt.optim.Phase` fields (a switch rule as ``{plateau: {window, rel_tol}}``);
 the family's step size is the schedule factor (1.0 runs every phase at its own step size).
-No momentum reader: the Noether monitor uses the displacement.
+No momentum reader: the Noether monitor uses the displacement. The 2-D playground offers
+``Hybrid: Leapfrog → AdamW`` (the first half of the steps with Leapfrog, then AdamW).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.optim import Optimizer
 
 from ..energy import conventions as C
 from ..optim.hybrid import Hybrid
-from .record import Family
+from .record import Family, PlaygroundEntry
 from .registry import register
 
 __all__ = ["HYBRID", "HybridHyper"]
@@ -57,9 +58,25 @@ HYBRID_CONVENTION = C.EnergyConvention(
 
 
 def _construct(params: Any, step_size: float, h: Mapping[str, Any], *, seed: int | None = None,
-               **_: Any) -> Optimizer:
+               fused: bool | None = None, **_: Any) -> Optimizer:
     return Hybrid(params, h["phases"], lr=step_size, total_steps=h["total_steps"], handover=h["handover"],
-                  seed=seed)
+                  seed=seed, fused=fused)
+
+
+def _playground_hyper(config: Any) -> dict[str, Any]:
+    """The playground's Hybrid: Leapfrog (identity mass) for the first half of the steps, then
+    AdamW, both at the playground's step size (the schedule factor times phase step sizes of 1),
+    with the velocity hand-over."""
+    return {
+        "phases": [
+            {"family": "leapfrog", "lr": 1.0, "steps": max(1, config.steps // 2),
+             "hyper": {"gamma": config.gamma, "cap": config.cap, "mass": "identity"}},
+            {"family": "adamw", "lr": 1.0,
+             "hyper": {"betas": (config.momentum, 0.999), "weight_decay": config.weight_decay}},
+        ],
+        "total_steps": None,
+        "handover": "velocity",
+    }
 
 
 def _manifest(opt: Optimizer) -> dict[str, Any]:
@@ -81,5 +98,7 @@ HYBRID = register(
         seeded=True,
         step_axis="lr",
         description="Hybrid: a sequence of optimiser phases (the step size is a schedule factor)",
+        playground=PlaygroundEntry("hybrid", "Hybrid: Leapfrog → AdamW", ("gamma", "cap", "momentum", "weight_decay"),
+                                   _playground_hyper),
     )
 )

@@ -84,6 +84,8 @@ class Hybrid(Optimizer):
         handover: default hand-over of every phase after the first: ``"velocity"`` or ``"reset"``.
         seed: seeds the generator of a seeded family (the ECD bounces): phase ``i`` gets
             ``derive_seed(seed, i)``; None: the family's default.
+        fused: torch's fused kernels for the torch optimisers (SGD, AdamW): None uses them on
+            CPU and CUDA (as the lab does), False never.
 
     Every phase is checked before anything is built or computed; a bad one raises
     :class:`~hamopt.optim.PhaseError` naming ``phases[i].<field>``.
@@ -98,8 +100,11 @@ class Hybrid(Optimizer):
         total_steps: int | None = None,
         handover: str = "velocity",
         seed: int | None = None,
+        fused: bool | None = None,
     ) -> None:
         resolved = resolve_phases(phases, total_steps=total_steps, handover=handover)
+        if fused is not None and not isinstance(fused, bool):
+            raise ValueError(f"fused: must be True, False or None; got {fused!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"seed: must be an integer >= 0 or None; got {seed!r}")
         _as_factor("", lr)
@@ -107,6 +112,7 @@ class Hybrid(Optimizer):
         self.total_steps = total_steps
         self.handover = handover
         self.seed = seed
+        self.fused = fused
         super().__init__(params, {"lr": lr, "step_size": None})
         self._phase = 0
         self._phase_step = 0
@@ -174,7 +180,7 @@ class Hybrid(Optimizer):
         device = self.param_groups[0]["params"][0].device.type if self.param_groups[0]["params"] else "cpu"
         groups = [{"params": g["params"]} for g in self.param_groups]
         opt = ph.family.construct(groups, ph.phase.lr, ph.hyper, seed=self._phase_seed(index), mode=ph.mode,
-                                  device=device, fused=None)
+                                  device=device, fused=self.fused)
         self._sync_step_sizes(opt, ph, mirror=False)
         return opt
 

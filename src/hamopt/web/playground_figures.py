@@ -20,6 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..landscapes import LANDSCAPES, Landscape
+from .playground_phases import add_phase_paths
 from .plot_style import (
     COLORS,
     LAYOUT,
@@ -115,16 +116,17 @@ def contour_figure(traj: Any) -> go.Figure:
     fig = figure(_contour(name))
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines+markers",
-            marker=dict(size=3),
-            line=dict(color="white", width=2),
-            name="path",
+    if not add_phase_paths(fig, traj, xs, ys):  # a Hybrid: one colour per phase
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                marker=dict(size=3),
+                line=dict(color="white", width=2),
+                name="path",
+            )
         )
-    )
     fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="#ff7f0e", symbol="circle"))
     if traj.diverged:
         end = dict(name="diverged", size=14, color="red", symbol="x", line=dict(width=2))
