@@ -10,4 +10,7 @@ from .optim import BBI, ECDq1, ECDSep, Euler, Hybrid, Leapfrog, Phase
 
 __version__ = "0.1.0"
 
-__all__ = ["BBI", "ECDSep", "ECDq1", "Euler", "Hybrid", "Leapfrog", "Phase", "NonFiniteError", "UnregisteredOptimizerError", "energy", "testfunctions", "__version__"]
+__all__ = [
+    "BBI", "ECDSep", "ECDq1", "Euler", "Hybrid", "Leapfrog", "Phase", "NonFiniteError", "UnregisteredOptimizerError",
+    "energy", "testfunctions", "__version__",
+]

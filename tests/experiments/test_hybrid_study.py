@@ -98,6 +98,7 @@ def test_print_spec_and_presets_load(capsys):
         ({"budget": 2}, "budget: must be an integer >= 4"),
         ({"grid": [0.0]}, "grid: must be a non-empty list of factors > 0"),
         ({"methods": ["adamx"]}, "methods: unknown method 'adamx'"),
+        ({"device": "cuda:7"}, "device: 'cuda:7' is not available"),
     ],
 )
 def test_bad_overrides_are_refused_before_any_compute(change, message, tmp_path):

@@ -119,7 +119,7 @@ def test_hybrid_switch_hands_over_the_velocity_and_reset_does_not():
         opt = Hybrid(params, [Phase("leapfrog", 0.1, steps=2), Phase("sgd", 0.05, hyper={"momentum": 0.9})],
                      handover=handover)
 
-        def closure():
+        def closure(opt=opt, params=params):
             opt.zero_grad()
             loss = _quadratic(params)
             loss.backward()

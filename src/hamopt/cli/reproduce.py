@@ -1,8 +1,9 @@
 """``hamopt reproduce [--preset NAME] --out DIR``: a preset study end to end, then its report.
 
 Drift presets (``quick``, ``cpu``, ``paper``) run the reference study's protocol; symbreak presets
-(``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study. Both run on the lab's one
-engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
+(``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study; hybrid presets
+(``hybrid-quick``, ``hybrid-cpu``) compare Hybrid schedules with single optimisers. All run on the
+lab's one engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
 ``--data-root``, ``--threads``, ``--workers``, ``--no-progress``.
 """
 

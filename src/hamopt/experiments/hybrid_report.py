@@ -152,7 +152,8 @@ def verdict(table: list[dict[str, Any]]) -> dict[str, Any]:
             "difference": d_loss, "accuracy_difference": d_acc, "seeds": seeds}
 
 
-def _phase_rows(runs: list[tuple[dict[str, Any], dict[str, list[Any]]]], table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _phase_rows(runs: list[tuple[dict[str, Any], dict[str, list[Any]]]],
+                table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chosen = {(r["method"], r["factor"]) for r in table}
     per: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     labels: dict[tuple[str, int], str] = {}

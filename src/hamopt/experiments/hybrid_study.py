@@ -359,6 +359,12 @@ def resolve_preset(name: str | HybridPreset, *, budget: int | None = None, seeds
             raise SpecError(f"{key} must be in {low}..{high}, got {value}")
     preset = replace(preset, device=device or preset.device, threads=threads or preset.threads,
                      workers=workers or preset.workers)
+    from .spec_load import available_devices
+
+    devices = available_devices()
+    if ("cuda:0" if preset.device == "cuda" else preset.device) not in devices:
+        raise SpecError(f"device: {preset.device!r} is not available on this machine; available here: "
+                        f"{', '.join(map(repr, devices))}")
     check_preset(preset)
     return preset
 
@@ -368,12 +374,13 @@ def check_preset(preset: HybridPreset) -> None:
     from ..optim import Hybrid
 
     if isinstance(preset.budget, bool) or not isinstance(preset.budget, int) or preset.budget < 2 * EVALS_PER_ROUND:
-        raise SpecError(f"budget: must be an integer >= {2 * EVALS_PER_ROUND} (gradient evaluations); got {preset.budget!r}")
-    if not preset.grid or any(not (isinstance(g, float) and g > 0) for g in preset.grid):
+        raise SpecError(f"budget: must be an integer >= {2 * EVALS_PER_ROUND} (gradient evaluations); "
+                        f"got {preset.budget!r}")
+    if not preset.grid or any(isinstance(g, bool) or not (isinstance(g, (int, float)) and g > 0) for g in preset.grid):
         raise SpecError(f"grid: must be a non-empty list of factors > 0; got {list(preset.grid)}")
     if not preset.seeds:
         raise SpecError("seeds: must list at least one seed")
-    if not 1 <= preset.eval_every:
+    if not preset.eval_every >= 1:
         raise SpecError(f"eval_every: must be >= 1 (rounds); got {preset.eval_every}")
     dummy = [torch.zeros(2, 2, requires_grad=True)]
     for method in preset.methods:

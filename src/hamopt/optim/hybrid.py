@@ -52,7 +52,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
@@ -243,10 +242,7 @@ class Hybrid(Optimizer):
         self._sync_step_sizes()
         inner = self._active
         streaming = getattr(inner, "mode", None) == "streaming"
-        if closure is None and loss is not None and streaming:
-            result = inner.step(loss=loss)
-        else:
-            result = inner.step(closure)
+        result = inner.step(loss=loss) if closure is None and loss is not None and streaming else inner.step(closure)
         inner_stats = getattr(inner, "stats", None)
         value = result if result is not None else loss
         seen = None if value is None else float(value.item() if isinstance(value, Tensor) else value)
