@@ -85,8 +85,10 @@ def test_plateau_without_a_loss_is_a_clear_error():
         p.grad = torch.zeros_like(p)
     opt = Hybrid(model.parameters(), [Phase("sgd", 0.01, hyper={"momentum": 0.9}, switch={"plateau": {"window": 2}}),
                                       Phase("adamw", 1e-3)])
+    before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(PhaseError, match=r"phases\[0\]\.switch: plateau needs the training loss"):
         opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and opt.phase_step == 0
 
 
 def test_stability_rule_reads_an_injected_ratio_source():

@@ -239,6 +239,9 @@ class Hybrid(Optimizer):
         """
         if closure is not None and loss is not None:
             raise ValueError("pass either closure or loss=, not both")
+        if closure is None and loss is None and isinstance(self.phase.switch, Plateau):
+            raise PhaseError(self._phase, "switch", "plateau needs the training loss of every step: pass a "
+                                                     "closure to step() or step(loss=...)")
         self._sync_step_sizes()
         inner = self._active
         streaming = getattr(inner, "mode", None) == "streaming"
