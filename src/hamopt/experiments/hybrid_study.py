@@ -18,8 +18,8 @@ one-phase Hybrid, the same code path), so every run has the same tracker, rows a
   test loss and accuracy of that factor (:mod:`hamopt.experiments.hybrid_report`).
 * **Rows** (one per optimiser step): the step, the cumulative gradient evaluations, the phase
   and whether the step ended it, the training loss and the energy record of the step under its
-  phase's convention (:class:`hamopt.energy.EnergyTracker` on the Hybrid), and every
-  ``eval_every`` rounds the test loss and accuracy.
+  phase's convention (:class:`hamopt.energy.EnergyTracker` on the Hybrid), and after the first
+  round and every ``eval_every`` rounds the test loss and accuracy (on the round's last row).
 """
 
 from __future__ import annotations
