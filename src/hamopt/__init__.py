@@ -6,8 +6,11 @@ dynamics lab that measures the energy of any optimiser under one convention.
 
 from . import energy, testfunctions
 from .errors import NonFiniteError, UnregisteredOptimizerError
-from .optim import BBI, ECDq1, ECDSep, Euler, Leapfrog
+from .optim import BBI, ECDq1, ECDSep, Euler, Hybrid, Leapfrog, Phase
 
 __version__ = "0.1.0"
 
-__all__ = ["BBI", "ECDSep", "ECDq1", "Euler", "Leapfrog", "NonFiniteError", "UnregisteredOptimizerError", "energy", "testfunctions", "__version__"]
+__all__ = [
+    "BBI", "ECDSep", "ECDq1", "Euler", "Hybrid", "Leapfrog", "Phase", "NonFiniteError", "UnregisteredOptimizerError",
+    "energy", "testfunctions", "__version__",
+]

@@ -30,6 +30,12 @@ def _report(out: str) -> int:
     preset = stored_preset_name(out)
     if preset is not None:
         return _symbreak_report(out, preset)
+    from ..experiments.hybrid_report import is_hybrid_dir
+
+    if is_hybrid_dir(out):
+        from .hybrid import report_hybrid
+
+        return report_hybrid(out)
     files = write_report(out)
     print_table(files.table)
     _print_gaps(files.accounting, out)

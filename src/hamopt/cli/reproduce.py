@@ -1,8 +1,9 @@
 """``hamopt reproduce [--preset NAME] --out DIR``: a preset study end to end, then its report.
 
 Drift presets (``quick``, ``cpu``, ``paper``) run the reference study's protocol; symbreak presets
-(``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study. Both run on the lab's one
-engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
+(``symbreak-tiny``, ``symbreak-124m``) run the symmetry-breaking study; hybrid presets
+(``hybrid-quick``, ``hybrid-cpu``) compare Hybrid schedules with single optimisers. All run on the
+lab's one engine and honour every flag: ``--print-spec`` (no ``--out`` needed), ``--device``,
 ``--data-root``, ``--threads``, ``--workers``, ``--no-progress``, and the backend options of
 ``hamopt sweep`` (``--backend ray``, ``--address``, ``--cpus-per-run``, ``--gpus-per-run``).
 Under ``torchrun --nproc-per-node N -m hamopt reproduce ...`` each run of a drift preset is a DDP
@@ -17,17 +18,19 @@ from .sweep import add_backend_arguments, backend_options, is_writer
 
 DRIFT_PRESETS = ("quick", "cpu", "paper", "stability-quick")
 SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-124m")
+HYBRID_PRESETS = ("hybrid-quick", "hybrid-cpu")
 DEFAULT_PRESET = "quick"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run a preset study and write its report")
     p.add_argument(
-        "--preset", choices=DRIFT_PRESETS + SYMBREAK_PRESETS, default=DEFAULT_PRESET,
+        "--preset", choices=DRIFT_PRESETS + SYMBREAK_PRESETS + HYBRID_PRESETS, default=DEFAULT_PRESET,
         help="quick: digits/MLP ~1 min; cpu: CIFAR-10 subset/ResNet ~10 min; paper: ResNet-18, "
         "GPU; stability-quick: the stability monitor on digits/MLP; symbreak-tiny: GPT attention "
         "symmetry study, CPU; symbreak-124m: the same on a GPU "
-        "(--data-root = token shards) (default: %(default)s)",
+        "(--data-root = token shards); hybrid-quick / hybrid-cpu: Hybrid schedules vs single "
+        "optimisers at equal gradient evaluations, digits / CIFAR-10 subset (default: %(default)s)",
     )
     p.add_argument("--out", default=None,
                    help="results directory (required unless --print-spec; rerunning skips "
@@ -78,6 +81,10 @@ def _reproduce(args: argparse.Namespace) -> int:
             return run_symbreak(args.preset, args.out, data=args.data_root, device=args.device,
                                 threads=args.threads, workers=args.workers,
                                 progress=not args.no_progress)
+    if args.preset in HYBRID_PRESETS:
+        from .hybrid import reproduce_hybrid
+
+        return reproduce_hybrid(args)
     from ..experiments.presets import load_preset, preset_text
 
     if args.print_spec:

@@ -19,6 +19,7 @@ See ``docs/families.md``.
 """
 
 from .builtin import ADAM, ADAMW, BBI_FAMILY, ECDQ1, ECDSEP, EULER, LEAPFROG, SGD
+from .hybrid import HYBRID
 from .hyper import HyperError
 from .record import Family, PlaygroundEntry, SharpnessRule, StabilityRule
 from .registry import (
@@ -40,6 +41,7 @@ __all__ = [
     "ECDSEP",
     "EULER",
     "Family",
+    "HYBRID",
     "HyperError",
     "LEAPFROG",
     "PlaygroundEntry",

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from ..landscapes import LANDSCAPES
 from .landscape_layer import colorbar_trace, landscape_image, levels_trace
+from .playground_phases import add_phase_paths
 from .plot_style import (
     COLORS,
     LAYOUT,
@@ -90,13 +91,12 @@ def contour_figure(traj: Any) -> go.Figure:
     name = traj.config.landscape
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig = figure(
-        levels_trace(name),
-        go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=PATH_COLOR, width=2), name="path"),
-        colorbar_trace(name),
-        _markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
-                 line=dict(width=2, color="black")),
-    )
+    fig = figure(levels_trace(name))
+    if not add_phase_paths(fig, traj, xs, ys):  # a Hybrid: one colour per phase
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=PATH_COLOR, width=2), name="path"))
+    fig.add_trace(colorbar_trace(name))
+    fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
+                           line=dict(width=2, color="black")))
     ex, ey, clipped = _inside(name, float(xs[-1]), float(ys[-1]))
     if traj.diverged:
         label = "diverged (left the frame here)" if clipped else "diverged"
