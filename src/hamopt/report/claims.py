@@ -17,6 +17,12 @@ Each claim has a rule fixed in advance (stated in the report next to the verdict
 * Overhead 2–3× from the second gradient → **held** iff exact/streaming Leapfrog time per step
   lies in [2, 3].
 
+Next to the fixed-step tail slope, each slope claim states the slope at matched training
+progress (``table.csv``'s iso-loss and per-unit-of-loss-decrease readings, see
+:mod:`hamopt.diagnostics.isoloss`) and the verdict the same rule gives there
+(:func:`matched_readings`); one more claim asks whether every negative tail slope stays negative
+at matched training progress (:func:`negative_slopes_at_matched_progress`).
+
 Slope claims are evaluated separately for each Leapfrog mode and for ΔH^int and ΔH^traj, since
 the study's single number does not say which drift it measured; each row also says whether the
 study's point estimate lies inside our interval.
@@ -30,7 +36,8 @@ from typing import Any
 
 from .. import families
 
-__all__ = ["Claim", "evaluate_claims"]
+__all__ = ["Claim", "MatchedReading", "evaluate_claims", "matched_readings",
+           "negative_slopes_at_matched_progress"]
 
 HELD, NOT_HELD, NOT_TESTED = "held", "did not hold", "not tested"
 
@@ -44,6 +51,37 @@ class Claim:
     measured: str
     verdict: str
     rule: str
+
+
+MATCHED = {"isoloss": "iso-loss", "per_loss": "per unit of loss decrease"}
+
+
+@dataclass(frozen=True)
+class MatchedReading:
+    """A Table 1 slope read at matched training progress, judged by a claim's own rule."""
+
+    reading: str
+    n: int
+    slope: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+
+    def text(self) -> str:
+        return (f"{MATCHED[self.reading]} {_f(self.slope)} [{_f(self.ci_low)}, {_f(self.ci_high)}] "
+                f"(n = {self.n}): {self.verdict}")
+
+
+def matched_readings(row: dict[str, Any], test: Any) -> tuple[MatchedReading, ...]:
+    """The iso-loss and per-loss-decrease slopes of a ``table.csv`` row, each judged by ``test``
+    (``(slope, lo, hi) -> bool``); ``not tested`` where the row has no interval for it."""
+    out = []
+    for reading in MATCHED:
+        s, lo, hi = (row.get(f"{c}_{reading}", float("nan")) for c in ("slope", "ci_low", "ci_high"))
+        finite = all(isinstance(v, float) and math.isfinite(v) for v in (s, lo, hi))
+        verdict = (HELD if test(s, lo, hi) else NOT_HELD) if finite else NOT_TESTED
+        out.append(MatchedReading(reading, int(row.get(f"n_{reading}") or 0), s, lo, hi, verdict))
+    return tuple(out)
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -108,11 +146,12 @@ def _slope_claims(
             f"slope {_f(s)}, 95% CI [{_f(lo)}, {_f(hi)}], bootstrap [{_f(t['boot_low'])}, "
             f"{_f(t['boot_high'])}], R² {_f(t['r2'], 2)}, n = {t['n']}; study's {point:+.3f} is {inside} our CI"
         )
+        matched = "; ".join(m.text() for m in matched_readings(t, test))
         out.append(
             Claim(
                 f"{topic} — {t['optimizer']}, ΔH^{t['drift']}",
                 study,
-                measured,
+                f"{measured}; at matched training progress: {matched}",
                 HELD if test(s, lo, hi) else NOT_HELD,
                 rule_name,
             )
@@ -163,6 +202,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         test=lambda s, lo, hi: s > 1 and lo > 0,
     )
     claims += _band_trend(analysis)
+    claims.append(negative_slopes_at_matched_progress(analysis))
     claims.append(_reversibility(analysis))
     claims.append(_cap(analysis))
     claims += _ablations(analysis)
@@ -215,6 +255,28 @@ def _band_trend(analysis: Any) -> list[Claim]:
                 )
             )
     return out or [Claim("Leapfrog band trend", study, "no Leapfrog band runs", NOT_TESTED, rule)]
+
+
+def negative_slopes_at_matched_progress(analysis: Any) -> Claim:
+    """Whether every tail slope whose CI lies below 0 (drift falling with the step size) keeps a
+    CI below 0 at matched training progress (iso-loss and per unit of loss decrease)."""
+    study = "drift falls with the step size (a negative slope) inside a band"
+    rule = ("held iff every ΔH^int/ΔH^traj tail slope with its 95% CI below 0 also has its iso-loss "
+            "CI below 0; the per-loss-decrease reading is reported beside it")
+    below = [t for t in analysis.table if t["drift"] in ("int", "traj") and isinstance(t["ci_high"], float)
+             and math.isfinite(t["ci_high"]) and t["ci_high"] < 0]
+    if not below:
+        return Claim("Negative slopes at matched progress", study, "no tail slope with its CI below 0",
+                     NOT_TESTED, rule)
+    parts, survives = [], []
+    for t in sorted(below, key=lambda t: (t["optimizer"], t["band"], t["drift"])):
+        readings = matched_readings(t, lambda s, lo, hi: hi < 0)
+        survives.append(readings[0].verdict == HELD)
+        parts.append(f"{t['optimizer']}/{t['band']} ΔH^{t['drift']} tail {_f(t['slope'])} → "
+                     + ", ".join(m.text().replace(HELD, "still < 0").replace(NOT_HELD, "not < 0")
+                                 for m in readings))
+    verdict = HELD if all(survives) else NOT_HELD
+    return Claim("Negative slopes at matched progress", study, "; ".join(parts), verdict, rule)
 
 
 def _mean(xs: list[Any]) -> float:
