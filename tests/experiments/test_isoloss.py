@@ -73,3 +73,25 @@ def test_add_readings_groups_rows_and_blanks_the_rest():
     assert rows[0]["isoloss_int"] == 1.0 and rows[1]["isoloss_int"] == 2.0
     assert rows[0]["isoloss_low"] == pytest.approx(1.0, abs=0.02)
     assert math.isnan(rows[2]["isoloss_int"]) and math.isnan(rows[2]["per_loss_int"])
+
+
+def test_table_one_gets_the_matched_readings_next_to_the_tail_slope():
+    """Synthetic runs whose drift depends on the loss reached only: the tail slope is negative
+    (larger steps train further), the iso-loss slope is about 0."""
+    from hamopt.experiments.analysis import RunData, drift_rows, slope_rows
+
+    runs = []
+    for seed in (0, 1, 2):
+        for step in (0.1, 0.2, 0.4):
+            loss = [2.0 * math.exp(-step * 0.1 * t) + 0.1 + 0.001 * seed for t in range(200)]
+            cols = {"step": list(range(200)), "loss": loss, "cap_engaged": [False] * 200}
+            for c in ("delta_h_int", "delta_h_traj", "resampling"):
+                cols[c] = [0.1 * v for v in loss]
+            manifest = {"optimizer": "sgd-momentum", "mode": "baseline", "band": "band", "step_size": step,
+                        "seed": seed, "ablation": "default", "status": "completed", "type": "sgd"}
+            runs.append(RunData(f"r{seed}{step}", manifest, cols))
+    table = {t["drift"]: t for t in slope_rows(drift_rows(runs), bootstrap=0)}
+    traj = table["traj"]
+    assert traj["ci_high"] < 0  # the fixed-step confound
+    assert traj["n_isoloss"] == 9 and abs(traj["slope_isoloss"]) < 0.1
+    assert traj["n_per_loss"] == 9 and math.isfinite(traj["slope_per_loss"])

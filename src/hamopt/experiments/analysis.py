@@ -63,24 +63,10 @@ __all__ = [
 DRIFT_KINDS = ("int", "traj", "resampling")
 _SERIES = {"int": "delta_h_int", "traj": "delta_h_traj", "resampling": "resampling"}
 DRIFT_COLUMNS = [
-    "run_id",
-    "optimizer",
-    "mode",
-    "band",
-    "step_size",
-    "seed",
-    "ablation",
-    "drift_int",
-    "drift_traj",
-    "drift_resampling",
-    "cap_rate",
-    "status",
-    "steps",
-    "wall_time_s",
-    "type",
+    "run_id", "optimizer", "mode", "band", "step_size", "seed", "ablation", "drift_int",
+    "drift_traj", "drift_resampling", "cap_rate", "status", "steps", "wall_time_s", "type",
     *(f"{r}_{k}" for r in ("isoloss", "per_loss") for k in ("int", "traj", "resampling")),
-    "isoloss_low",
-    "isoloss_high",
+    "isoloss_low", "isoloss_high",
 ]
 MATCHED_READINGS = ("isoloss", "per_loss")
 TABLE_COLUMNS = [
@@ -98,29 +84,13 @@ TABLE_COLUMNS = [
 ]
 CAP_COLUMNS = ["optimizer", "band", "step_size", "n", "cap_rate", "ci_low", "ci_high"]
 ABLATION_COLUMNS = [
-    "optimizer",
-    "band",
-    "step_size",
-    "seed",
-    "ablation",
-    "max_abs_diff_hamiltonian",
-    "max_abs_diff_delta_h_int",
-    "max_abs_diff_loss",
-    "identical",
-    "steps_compared",
-    "drift_int",
+    "optimizer", "band", "step_size", "seed", "ablation", "max_abs_diff_hamiltonian",
+    "max_abs_diff_delta_h_int", "max_abs_diff_loss", "identical", "steps_compared", "drift_int",
     "drift_int_default",
 ]
 DECOMP_COLUMNS = [
-    "optimizer",
-    "band",
-    "runs",
-    "median_ratio_resampling_to_int",
-    "log10_ratio",
-    "slope_int",
-    "slope_traj",
-    "slope_resampling",
-    "traj_follows",
+    "optimizer", "band", "runs", "median_ratio_resampling_to_int", "log10_ratio", "slope_int",
+    "slope_traj", "slope_resampling", "traj_follows",
 ]
 TIMING_COLUMNS = ["optimizer", "mode", "runs", "ms_per_step"]
 
