@@ -93,7 +93,8 @@ def _figure(result: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [s["optimizer"] for s in result.optimizers]
-    fig, axes = plt.subplots(len(names), 1, figsize=(7.5, 2.8 * max(1, len(names))), squeeze=False)
+    height = 0.9 + 2.6 * max(1, len(names))
+    fig, axes = plt.subplots(len(names), 1, figsize=(7.5, height), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
         for r in result.bands:
             if (r["optimizer"], r["reading"], r["drift"]) == (name, "tail", "traj") or (
@@ -121,7 +122,7 @@ def _figure(result: Any, path: Path) -> None:
     axes[-1, 0].set_xlabel("fraction of the stability limit (units of h)")
     handles = [matplotlib.patches.Patch(color=_SHADE[k], alpha=0.35, label=REGIMES[k]) for k in _SHADE]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.12 if len(names) < 3 else 0.07, hspace=0.35)
+    fig.subplots_adjust(left=0.1, right=0.97, top=1 - 0.35 / height, bottom=0.8 / height, hspace=0.4)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=110, format="png")
