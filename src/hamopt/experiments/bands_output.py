@@ -86,6 +86,19 @@ def format_bands(result: Any, *, readings: tuple[str, ...] = ("tail", "isoloss",
     return "\n".join(lines)
 
 
+def _spans(bands: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+    """Shaded spans of consecutive bands: each reaches to the log-midpoint of its neighbour's edge
+    (a band of one local fit would otherwise be a line)."""
+    bands = sorted(bands, key=lambda r: r["fraction_low"])
+    cuts = [math.sqrt(a["fraction_high"] * b["fraction_low"]) for a, b in zip(bands, bands[1:])]
+    out = []
+    for i, r in enumerate(bands):
+        low = cuts[i - 1] if i else r["fraction_low"] / (cuts[0] / bands[0]["fraction_high"] if cuts else 1.05)
+        high = cuts[i] if i < len(cuts) else r["fraction_high"] * (r["fraction_low"] / cuts[-1] if cuts else 1.05)
+        out.append((low, max(high, low * 1.02), r["regime"]))
+    return out
+
+
 def _figure(result: Any, path: Path) -> None:
     import matplotlib
 
@@ -96,12 +109,11 @@ def _figure(result: Any, path: Path) -> None:
     height = 0.9 + 2.6 * max(1, len(names))
     fig, axes = plt.subplots(len(names), 1, figsize=(7.5, height), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
-        for r in result.bands:
-            if (r["optimizer"], r["reading"], r["drift"]) == (name, "tail", "traj") or (
-                r["optimizer"] == name and r["regime"] == "unstable" and r["reading"] == "tail"
-            ):
-                ax.axvspan(r["fraction_low"], max(r["fraction_high"], r["fraction_low"] * 1.02),
-                           color=_SHADE[r["regime"]], alpha=0.35, lw=0)
+        shaded = [r for r in result.bands if r["optimizer"] == name and r["reading"] == "tail"
+                  and (r["drift"] == "traj" or r["regime"] == "unstable")]
+        shaded = list({(r["fraction_low"], r["regime"]): r for r in shaded}.values())
+        for low, high, regime in _spans(shaded):
+            ax.axvspan(low, high, color=_SHADE[regime], alpha=0.35, lw=0)
         for reading, kind, style, label in (("tail", "traj", "o-", "ΔH^traj (tail)"),
                                             ("tail", "int", "s-", "ΔH^int (tail)"),
                                             ("isoloss", "traj", "^--", "ΔH^traj (iso-loss)")):
