@@ -25,7 +25,7 @@ def test_report_is_self_contained_with_figures_and_table(tiny_report_dir):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(files.table, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == [
+    assert list(rows[0])[:10] == [
         "optimizer",
         "band",
         "drift",
@@ -36,6 +36,9 @@ def test_report_is_self_contained_with_figures_and_table(tiny_report_dir):
         "r2",
         "boot_low",
         "boot_high",
+    ]
+    assert list(rows[0])[10:] == [  # the slopes at matched training progress
+        f"{c}_{r}" for r in ("isoloss", "per_loss") for c in ("n", "slope", "ci_low", "ci_high")
     ]
     assert {r["drift"] for r in rows} == {"int", "traj", "resampling"}
     assert {(r["optimizer"], r["band"]) for r in rows} == {

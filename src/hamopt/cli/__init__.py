@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "hamopt.cli.quickdemo",
     "hamopt.cli.sweep",
     "hamopt.cli.reproduce",
+    "hamopt.cli.bands",
     "hamopt.cli.report",
     "hamopt.cli.demo",
 )

@@ -8,6 +8,13 @@ r"""Analysis of a sweep directory (spec §6): drift per run, scaling fits, cap, 
   have no tail and are left out and counted), slope with its 95 % t-interval (n − 2 degrees of
   freedom), R², n, and a percentile bootstrap interval over seeds (resample the seeds with
   replacement, refit on all their points) → ``table.csv``.
+* **matched training progress** — next to the fixed-step tail median, each completed default
+  run's drift at matched training loss (:mod:`hamopt.diagnostics.isoloss`): the iso-loss median
+  over the steps whose smoothed loss lies in the lowest ``tail_fraction`` of the loss range that
+  every run of its (optimizer, band, seed) group covers, and the drift per unit of loss decrease
+  over that whole range → ``drift.csv`` (``isoloss_*``, ``per_loss_*``); their slopes (OLS with a
+  95 % t-interval, no bootstrap) sit next to the tail slope in ``table.csv``
+  (``slope_isoloss``…, ``slope_per_loss``…).
 * **decomposition** — per optimiser and band: how far apart the integrator and resampling drifts
   are (median ratio over runs), and whether the trajectory slope follows the integrator's or the
   resampling term's → ``decomposition.csv``.
@@ -39,6 +46,7 @@ import numpy as np
 from ..diagnostics import fit_loglog_slope, tail_median_abs
 from ..diagnostics.ablations import max_abs_difference
 from ..diagnostics.cap import engagement_rate, mean_ci
+from ..diagnostics.isoloss import add_readings
 from .store import CorruptRunError, RunAccounting, RunStore, write_csv
 
 __all__ = [
@@ -55,22 +63,12 @@ __all__ = [
 DRIFT_KINDS = ("int", "traj", "resampling")
 _SERIES = {"int": "delta_h_int", "traj": "delta_h_traj", "resampling": "resampling"}
 DRIFT_COLUMNS = [
-    "run_id",
-    "optimizer",
-    "mode",
-    "band",
-    "step_size",
-    "seed",
-    "ablation",
-    "drift_int",
-    "drift_traj",
-    "drift_resampling",
-    "cap_rate",
-    "status",
-    "steps",
-    "wall_time_s",
-    "type",
+    "run_id", "optimizer", "mode", "band", "step_size", "seed", "ablation", "drift_int",
+    "drift_traj", "drift_resampling", "cap_rate", "status", "steps", "wall_time_s", "type",
+    *(f"{r}_{k}" for r in ("isoloss", "per_loss") for k in ("int", "traj", "resampling")),
+    "isoloss_low", "isoloss_high",
 ]
+MATCHED_READINGS = ("isoloss", "per_loss")
 TABLE_COLUMNS = [
     "optimizer",
     "band",
@@ -82,32 +80,17 @@ TABLE_COLUMNS = [
     "r2",
     "boot_low",
     "boot_high",
+    *(f"{c}_{r}" for r in MATCHED_READINGS for c in ("n", "slope", "ci_low", "ci_high")),
 ]
 CAP_COLUMNS = ["optimizer", "band", "step_size", "n", "cap_rate", "ci_low", "ci_high"]
 ABLATION_COLUMNS = [
-    "optimizer",
-    "band",
-    "step_size",
-    "seed",
-    "ablation",
-    "max_abs_diff_hamiltonian",
-    "max_abs_diff_delta_h_int",
-    "max_abs_diff_loss",
-    "identical",
-    "steps_compared",
-    "drift_int",
+    "optimizer", "band", "step_size", "seed", "ablation", "max_abs_diff_hamiltonian",
+    "max_abs_diff_delta_h_int", "max_abs_diff_loss", "identical", "steps_compared", "drift_int",
     "drift_int_default",
 ]
 DECOMP_COLUMNS = [
-    "optimizer",
-    "band",
-    "runs",
-    "median_ratio_resampling_to_int",
-    "log10_ratio",
-    "slope_int",
-    "slope_traj",
-    "slope_resampling",
-    "traj_follows",
+    "optimizer", "band", "runs", "median_ratio_resampling_to_int", "log10_ratio", "slope_int",
+    "slope_traj", "slope_resampling", "traj_follows",
 ]
 TIMING_COLUMNS = ["optimizer", "mode", "runs", "ms_per_step"]
 
@@ -183,6 +166,16 @@ def drift_rows(runs: Sequence[RunData], tail_fraction: float = 0.2) -> list[dict
             )
         row["cap_rate"] = engagement_rate(r.columns["cap_engaged"]) if n else float("nan")
         rows.append(row)
+    columns = {r.run_id: r.columns for r in runs}
+    add_readings(
+        rows,
+        lambda row: (columns[row["run_id"]]["loss"],
+                     {k: columns[row["run_id"]][c] for k, c in _SERIES.items()}),
+        group_of=lambda row: (row["optimizer"], row["band"], row["seed"])
+        if row["ablation"] == "default" and row["status"] == "completed" and row["steps"] else None,
+        kinds=DRIFT_KINDS,
+        fraction=tail_fraction,
+    )
     return rows
 
 
@@ -238,6 +231,13 @@ def slope_rows(
                 )
             else:
                 row["boot_low"] = row["boot_high"] = float("nan")
+            for reading in MATCHED_READINGS:
+                matched = [(r["step_size"], r.get(f"{reading}_{kind}")) for r in rows]
+                matched = [(x, y) for x, y in matched if _usable(y)]
+                f = _fit(matched)
+                row[f"n_{reading}"] = len(matched)
+                row[f"slope_{reading}"], row[f"ci_low_{reading}"], row[f"ci_high_{reading}"] = (
+                    (float("nan"),) * 3 if f is None else (f.slope, f.ci_low, f.ci_high))
             out.append(row)
     return out
 

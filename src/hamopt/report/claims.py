@@ -34,6 +34,12 @@ Euler ≥ 1000 × Leapfrog), cap engagement (< 1 % at every band step size), ``t
 
 Slope claims are evaluated separately for each Leapfrog mode and for ΔH^int and ΔH^traj, since the
 study's single number does not say which drift it measured.
+
+Next to the fixed-step tail slope, each slope claim states the slope at matched training
+progress (``table.csv``'s iso-loss and per-unit-of-loss-decrease readings, see
+:mod:`hamopt.diagnostics.isoloss`) and the verdict the same region gives there
+(:func:`matched_readings`); one more claim asks whether every negative tail slope stays negative
+at matched training progress (:func:`negative_slopes_at_matched_progress`).
 """
 
 from __future__ import annotations
@@ -55,8 +61,11 @@ __all__ = [
     "VERDICTS",
     "VERDICT_RULE",
     "Claim",
+    "MatchedReading",
     "SlopeRegion",
     "evaluate_claims",
+    "matched_readings",
+    "negative_slopes_at_matched_progress",
     "verdict_counts",
 ]
 
@@ -130,6 +139,38 @@ def verdict_counts(claims: Sequence[Claim]) -> str:
     return text + (f", {untested} not tested" if untested else "")
 
 
+MATCHED = {"isoloss": "iso-loss", "per_loss": "per unit of loss decrease"}
+
+
+@dataclass(frozen=True)
+class MatchedReading:
+    """A Table 1 slope read at matched training progress, judged by a claim's own rule."""
+
+    reading: str
+    n: int
+    slope: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+
+    def text(self) -> str:
+        return (f"{MATCHED[self.reading]} {_f(self.slope)} [{_f(self.ci_low)}, {_f(self.ci_high)}] "
+                f"(n = {self.n}): {self.verdict}")
+
+
+def matched_readings(row: dict[str, Any], judge: Callable[[float, float], str]) -> tuple[MatchedReading, ...]:
+    """The iso-loss and per-loss-decrease slopes of a ``table.csv`` row, each judged by ``judge``
+    (``(ci_low, ci_high) -> verdict``, a claim's own rule); ``not tested`` where the row has no
+    interval for it."""
+    out = []
+    for reading in MATCHED:
+        s, lo, hi = (row.get(f"{c}_{reading}", float("nan")) for c in ("slope", "ci_low", "ci_high"))
+        finite = all(isinstance(v, float) and math.isfinite(v) for v in (s, lo, hi))
+        verdict = judge(lo, hi) if finite else NOT_TESTED
+        out.append(MatchedReading(reading, int(row.get(f"n_{reading}") or 0), s, lo, hi, verdict))
+    return tuple(out)
+
+
 def _f(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -192,6 +233,8 @@ def _slope_claims(
             f"[{_f(t['boot_low'])}, {_f(t['boot_high'])}], R² {_f(t['r2'], 2)}, n = {t['n']}; "
             f"{_where(point, lo, hi)}"
         )
+        matched = "; ".join(m.text() for m in matched_readings(t, judge))
+        measured = f"{measured}; at matched training progress: {matched}"
         out.append(Claim(name, study, measured, judge(lo, hi), rule))
     return out
 
@@ -236,6 +279,7 @@ def evaluate_claims(analysis: Any) -> list[Claim]:
         point=2.226,
     )
     claims += _band_trend(analysis)
+    claims.append(negative_slopes_at_matched_progress(analysis))
     claims.append(_reversibility(analysis))
     claims.append(_cap(analysis))
     claims += _ablations(analysis)
@@ -303,6 +347,35 @@ def _band_trend(analysis: Any) -> list[Claim]:
             )
             out.append(Claim(topic, study, measured, verdict, rule))
     return out or [Claim("Leapfrog band trend", study, "no Leapfrog band runs", NOT_TESTED, rule)]
+
+
+def negative_slopes_at_matched_progress(analysis: Any) -> Claim:
+    """Whether every tail slope whose CI lies below 0 (drift falling with the step size) keeps a
+    CI below 0 at matched training progress (iso-loss; per unit of loss decrease beside it)."""
+    study = "drift falls with the step size (a negative slope) inside a band"
+    rule = ("held iff every ΔH^int/ΔH^traj tail slope with its 95% CI below 0 also has its iso-loss CI below 0; "
+            "did not hold iff any such iso-loss CI lies at or above 0; else (an iso-loss CI straddles 0 or is "
+            "missing) inconclusive; the per-loss-decrease reading is reported beside it")
+    below = [t for t in analysis.table if t["drift"] in ("int", "traj") and isinstance(t["ci_high"], float)
+             and math.isfinite(t["ci_high"]) and t["ci_high"] < 0]
+    if not below:
+        return Claim("Negative slopes at matched progress", study, "no tail slope with its CI below 0",
+                     NOT_TESTED, rule)
+    negative = SlopeRegion(high=0.0)
+    words = {HELD: "still < 0", NOT_HELD: "not < 0", INCONCLUSIVE: "CI straddles 0", NOT_TESTED: "no value"}
+    parts, isoloss = [], []
+    for t in sorted(below, key=lambda t: (t["optimizer"], t["band"], t["drift"])):
+        readings = matched_readings(t, negative.verdict)
+        isoloss.append(readings[0].verdict)
+        parts.append(f"{t['optimizer']}/{t['band']} ΔH^{t['drift']} tail {_f(t['slope'])} → "
+                     + ", ".join(m.text().rsplit(": ", 1)[0] + ": " + words[m.verdict] for m in readings))
+    if all(v == HELD for v in isoloss):
+        verdict = HELD
+    elif NOT_HELD in isoloss:
+        verdict = NOT_HELD
+    else:
+        verdict = INCONCLUSIVE
+    return Claim("Negative slopes at matched progress", study, "; ".join(parts), verdict, rule)
 
 
 def _mean(xs: list[Any]) -> float:
