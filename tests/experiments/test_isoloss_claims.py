@@ -5,8 +5,10 @@ from types import SimpleNamespace
 
 from hamopt.report.claims import (
     HELD,
+    INCONCLUSIVE,
     NOT_HELD,
     NOT_TESTED,
+    SlopeRegion,
     evaluate_claims,
     matched_readings,
     negative_slopes_at_matched_progress,
@@ -27,18 +29,25 @@ def _row(opt, drift, tail, iso, per):
 
 def test_matched_readings_judge_each_reading_by_the_claims_rule():
     row = _row("sgd", "traj", (-1.1, -1.3, -0.9), (0.2, -0.1, 0.5), (NAN, NAN, NAN))
-    iso, per = matched_readings(row, lambda s, lo, hi: hi < 0)
-    assert (iso.reading, iso.verdict, iso.slope) == ("isoloss", NOT_HELD, 0.2)
+    negative = SlopeRegion(high=0.0).verdict
+    iso, per = matched_readings(row, negative)
+    assert (iso.reading, iso.verdict, iso.slope) == ("isoloss", INCONCLUSIVE, 0.2)  # CI straddles 0
     assert per.verdict == NOT_TESTED and "per unit of loss decrease" in per.text()
+    above = dict(row, ci_low_isoloss=0.1)
+    assert matched_readings(above, negative)[0].verdict == NOT_HELD
+    below = dict(row, slope_isoloss=-0.3, ci_low_isoloss=-0.5, ci_high_isoloss=-0.1)
+    assert matched_readings(below, negative)[0].verdict == HELD
 
 
 def test_negative_slope_claim_says_whether_it_survives_matched_progress():
     falls = _row("sgd", "traj", (-1.1, -1.3, -0.9), (-0.8, -1.0, -0.6), (0.1, -0.2, 0.4))
     flat = _row("sgd", "int", (0.1, -0.2, 0.4), (NAN,) * 3, (NAN,) * 3)
     claim = negative_slopes_at_matched_progress(SimpleNamespace(table=[falls, flat]))
-    assert claim.verdict == HELD and "still < 0" in claim.measured and "not < 0" in claim.measured
-    gone = dict(falls, ci_high_isoloss=0.3)
+    assert claim.verdict == HELD and "still < 0" in claim.measured and "CI straddles 0" in claim.measured
+    gone = dict(falls, slope_isoloss=0.2, ci_low_isoloss=0.1, ci_high_isoloss=0.3)
     assert negative_slopes_at_matched_progress(SimpleNamespace(table=[gone])).verdict == NOT_HELD
+    straddles = dict(falls, ci_high_isoloss=0.3)
+    assert negative_slopes_at_matched_progress(SimpleNamespace(table=[straddles])).verdict == INCONCLUSIVE
     assert negative_slopes_at_matched_progress(SimpleNamespace(table=[flat])).verdict == NOT_TESTED
 
 
