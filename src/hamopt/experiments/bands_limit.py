@@ -26,7 +26,6 @@ products (:func:`top_scaled_eigenvalue`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -96,23 +95,11 @@ def top_scaled_eigenvalue(
     seed: int,
 ) -> float:
     """``|λ|_max`` of ``S H S`` with ``S = diag(√scale)`` (a tensor or a scalar per parameter),
-    by power iteration from a seeded Gaussian start; the final Rayleigh quotient."""
-    roots = [s.sqrt() if isinstance(s, Tensor) else math.sqrt(s) for s in scale]
-    grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p) for p in params]
-    lam = 0.0
-    for _ in range(iterations):
-        norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v))
-        v = [t / norm for t in v]
-        hv = torch.autograd.grad(grads, params, grad_outputs=[r * t for r, t in zip(roots, v)],
-                                 retain_graph=True)
-        w = [r * t.detach() for r, t in zip(roots, hv)]
-        lam = float(sum((a.double() * b.double()).sum() for a, b in zip(v, w)))
-        if not math.isfinite(lam):
-            raise FloatingPointError("Hessian-vector product is not finite during power iteration")
-        v = w
-    return abs(lam)
+    by power iteration from a seeded Gaussian start: the lab's calibration
+    (:func:`hamopt.experiments.calibrate.top_eigenvalue`) on every parameter given."""
+    from .calibrate import top_eigenvalue
+
+    return top_eigenvalue(params, loss_fn, scale=scale, iterations=iterations, seed=seed)
 
 
 def _adam_scale(model: torch.nn.Module, params: list[Tensor], spec: ExperimentSpec, dataset: Any,

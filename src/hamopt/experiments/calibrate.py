@@ -48,18 +48,20 @@ def top_eigenvalue(
     params: Sequence[Tensor],
     loss_fn: Callable[[], Tensor],
     *,
-    scale: Sequence[float] | None = None,
+    scale: Sequence[float | Tensor] | None = None,
     iterations: int = 30,
     seed: int = 0,
 ) -> float:
-    """Largest-magnitude eigenvalue of ``S H S`` (``S = diag(√scale_i)`` per tensor, identity if None).
+    """Largest-magnitude eigenvalue of ``S H S`` (``S = diag(√scale_i)``, ``scale_i`` a scalar or a
+    tensor shaped like parameter ``i``; identity if None).
 
     Power iteration with a seeded Gaussian start; returns the final Rayleigh quotient.
     """
     params = [p for p in params if p.requires_grad]
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    roots = [1.0] * len(params) if scale is None else [math.sqrt(s) for s in scale]
+    roots = [1.0] * len(params) if scale is None else [
+        s.sqrt() if isinstance(s, Tensor) else math.sqrt(s) for s in scale]
     loss = loss_fn()
     grads = torch.autograd.grad(loss, params, create_graph=True)
     gen = torch.Generator(device="cpu").manual_seed(seed)

@@ -56,19 +56,9 @@ def is_hybrid_dir(out: str | Path) -> bool:
 
 
 def _load(root: Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]], Any, list[str]]:
-    from .store import CorruptRunError, RunStore
+    from .store import readable_runs
 
-    store = RunStore(root)
-    if not store.runs_dir.is_dir():
-        raise FileNotFoundError(f"{root} has no runs/ directory: run the preset into it first")
-    out = []
-    for r in store.runs():
-        if r.manifest is None:
-            continue
-        try:
-            out.append((r.manifest, store.read_steps(r.run_id).to_pydict()))
-        except CorruptRunError:
-            continue
+    out, store = readable_runs(root)
     import yaml
 
     meta = yaml.safe_load(store.read_text("spec.yaml") or "{}") or {}

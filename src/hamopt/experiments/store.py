@@ -399,3 +399,21 @@ class RunStore:
 
         self.check_steps(run_id)
         return pq.read_table(self.run_dir(run_id) / STEPS_NAME)
+
+
+def readable_runs(root: str | Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]], RunStore]:
+    """The runs of the store at ``root`` with a manifest and readable steps, each as
+    ``(manifest, step columns)``, and the store (whose :meth:`RunStore.accounting` names the runs
+    left out because their files are damaged). Raises :class:`FileNotFoundError` without ``runs/``."""
+    store = RunStore(root)
+    if not store.runs_dir.is_dir():
+        raise FileNotFoundError(f"{root} has no runs/ directory: run the preset into it first")
+    out = []
+    for r in store.runs():
+        if r.manifest is None:
+            continue
+        try:
+            out.append((r.manifest, store.read_steps(r.run_id).to_pydict()))
+        except CorruptRunError:
+            continue  # left out; the accounting names it
+    return out, store

@@ -37,20 +37,10 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 def _load(root: Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]], Any]:
     """The runs with a manifest and readable steps (and their step columns), and the store's run
     accounting, which names a run whose files are damaged."""
-    from .store import CorruptRunError, RunStore
+    from .store import readable_runs
 
-    store = RunStore(root)
-    if not store.runs_dir.is_dir():
-        raise FileNotFoundError(f"{root} has no runs/ directory: run the preset into it first")
-    out = []
-    for r in store.runs():
-        if r.manifest is None:
-            continue
-        try:
-            out.append((r.manifest, store.read_steps(r.run_id).to_pydict()))
-        except CorruptRunError:
-            continue  # left out of the table; the accounting names it in the report
-    return out, store.accounting()
+    runs, store = readable_runs(root)
+    return runs, store.accounting()
 
 
 def stored_preset_name(out: str | Path) -> str | None:
