@@ -142,7 +142,7 @@ def _trace_x(page, plot: str, index: int) -> list[float]:
 
 
 def _path_x(page) -> list[float]:
-    return _trace_x(page, "pg-contour", 1)
+    return _trace_x(page, "pg-contour", 0)
 
 
 def _set_number(page, elem_id: str, value: str) -> None:

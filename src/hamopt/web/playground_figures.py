@@ -7,6 +7,11 @@ Each function takes a result of :mod:`hamopt.playground` — a
 The only numbers computed here are the landscape on a grid (by the landscape's own ``value``,
 ``log10(1 + L)`` for steep ones) and the fitted line ``10^(intercept + slope · log10 x)`` of a
 :class:`~hamopt.diagnostics.SlopeFit`.
+
+The playground's three figures are redrawn on every change, so they are kept light: the path
+plot's landscape is one cached picture with its level lines drawn in (no level-line trace), and a
+run longer than :data:`~hamopt.web.plot_push.MAX_POINTS` steps is drawn at one step in k (first
+and last kept; the title says so), which is all a plot a few hundred pixels wide can show.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import plotly.graph_objects as go
 from ..landscapes import LANDSCAPES
 from .landscape_layer import colorbar_trace, landscape_image, levels_trace
 from .playground_phases import add_phase_paths
+from .plot_push import decimated
 from .plot_style import (
     COLORS,
     LAYOUT,
@@ -85,15 +91,22 @@ def _inside(name: str, x: float, y: float) -> tuple[float, float, bool]:
     return cx, cy, (cx, cy) != (x, y)
 
 
+def _every(stride: int) -> str:
+    return "" if stride == 1 else f" (1 step in {stride} drawn)"
+
+
 def contour_figure(traj: Any) -> go.Figure:
-    """The landscape (image, level lines, colour bar) with the trajectory θ_0 … θ_T; a diverged
-    run ends in a red cross, kept inside the frame (at the edge where the path left it)."""
+    """The landscape (a picture with its level lines, colour bar) with the trajectory θ_0 … θ_T;
+    a diverged run ends in a red cross, kept inside the frame (at the edge where the path left
+    it)."""
     name = traj.config.landscape
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig = figure(levels_trace(name))
+    fig = figure()
     if not add_phase_paths(fig, traj, xs, ys):  # a Hybrid: one colour per phase
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=PATH_COLOR, width=2), name="path"))
+        keep, _ = decimated(len(xs))
+        fig.add_trace(go.Scatter(x=xs[keep], y=ys[keep], mode="lines", line=dict(color=PATH_COLOR, width=2),
+                                 name="path"))
     fig.add_trace(colorbar_trace(name))
     fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
                            line=dict(width=2, color="black")))
@@ -105,15 +118,15 @@ def contour_figure(traj: Any) -> go.Figure:
         end = dict(name="end", size=12, color="black", symbol="star")
     fig.add_trace(_markers([ex], [ey], **end))
     finish_layout(fig, _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
-                  images=[landscape_image(name)])
+                  images=[landscape_image(name, lined=True)])
     _landscape_axes(fig, name, titled=True)
     return fig
 
 
 def energy_figure(traj: Any) -> go.Figure:
     """H, K and L at (θ_t, p_t) on batch B_t over the steps."""
-    steps = np.arange(len(traj.hamiltonian))
-    h, k, loss = (as_array(v) for v in (traj.hamiltonian, traj.kinetic, traj.loss))
+    steps, stride = decimated(len(traj.hamiltonian))
+    h, k, loss = (as_array(v)[steps] for v in (traj.hamiltonian, traj.kinetic, traj.loss))
     same = identical_series(h, loss)
     fig = figure(
         # drawn first and wider, so an identical L on top leaves it visible
@@ -121,7 +134,7 @@ def energy_figure(traj: Any) -> go.Figure:
         line_trace(steps, k, "K", color=COLORS[1]),
         line_trace(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
     )
-    title = "energy: H = K + L"
+    title = "energy: H = K + L" + _every(stride)
     if "cap" in traj.config.info.uses and traj.config.cap is not None:
         title += f" (cap engaged {traj.cap_engagements}×)"
     if traj.diverged:
@@ -132,7 +145,7 @@ def energy_figure(traj: Any) -> go.Figure:
 
 def delta_h_figure(traj: Any) -> go.Figure:
     """|ΔH^int_t| per step and, on a noisy landscape, |ΔH^traj_t| and |δ_t| (log scale)."""
-    steps = np.arange(len(traj.delta_h_int))
+    steps, stride = decimated(len(traj.delta_h_int))
     series = [("|ΔH<sup>int</sup>| same batch", traj.delta_h_int, dict(color=COLORS[0]))]
     if traj.noisy:
         series += [
@@ -142,8 +155,9 @@ def delta_h_figure(traj: Any) -> go.Figure:
         title = f"|ΔH| per step — tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
     else:
         title = f"|ΔH| per step — tail median {traj.drift_int:.3g}"
+    title += _every(stride)
     fig = figure(
-        *(line_trace(steps, log_magnitudes(ys), name, **line) for name, ys, line in series)
+        *(line_trace(steps, log_magnitudes(ys)[steps], name, **line) for name, ys, line in series)
     )
     finish_layout(
         fig,

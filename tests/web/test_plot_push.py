@@ -1,0 +1,51 @@
+"""The playground's in-place redraw: the JSON text the page pushes to Plotly.react, and the
+thinning of long runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from hamopt.web import playground_tab as P  # noqa: E402
+from hamopt.web.plot_push import MAX_POINTS, decimated  # noqa: E402
+
+from .test_app import controls  # noqa: E402
+
+
+def test_push_carries_the_three_figures_and_nothing_on_bad_input():
+    status, payload, *marks = P.playground_push(*controls())
+    figures = json.loads(payload)
+    assert list(figures) == ["pg-contour", "pg-energy", "pg-delta"]
+    assert "dt=0.05" in figures["pg-contour"]["layout"]["title"]["text"]
+    assert figures["pg-contour"]["data"][0]["name"] == "path"
+    assert "Leapfrog" in status and not any(m["elem_classes"] for m in marks)
+    status, payload, *marks = P.playground_push(*controls(step_size=1e9))
+    assert payload == "" and "got 1e9" in status
+    assert [n for n, m in zip(P.MARKED_BOXES, marks, strict=True) if m["elem_classes"]] == ["step_size"]
+
+
+def test_suggest_and_push_sends_the_suggested_run():
+    out = P.suggest_and_push(*controls(landscape="rosenbrock"))
+    status, payload = out[-2:]
+    assert "dt = 0.002" in status
+    assert "Rosenbrock" in json.loads(payload)["pg-contour"]["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize("n", [1, 2, MAX_POINTS, MAX_POINTS + 1, 5001])
+def test_decimated_keeps_the_ends_and_at_most_about_the_limit(n):
+    idx, stride = decimated(n)
+    assert idx[0] == 0 and idx[-1] == n - 1
+    assert len(idx) <= MAX_POINTS + 1 and np.all(np.diff(idx) >= 1)
+    assert (stride == 1) == (n <= MAX_POINTS) and (stride > 1 or len(idx) == n)
+
+
+def test_long_runs_are_drawn_thinned_and_say_so():
+    _, contour, energy, delta = P.playground_view(*controls(steps=3000, step_size=0.01))
+    assert len(contour.data[0].x) <= MAX_POINTS + 1 and contour.data[0].x[-1] == contour.data[-1].x[0]
+    assert len(energy.data[0].x) <= MAX_POINTS + 1 and energy.data[0].x[-1] == 3000
+    assert "(1 step in 4 drawn)" in energy.layout.title.text  # 3001 points
+    assert "(1 step in 3 drawn)" in delta.layout.title.text  # 3000 steps
