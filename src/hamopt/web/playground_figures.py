@@ -34,7 +34,7 @@ from .plot_style import (
     figure,
     finish_layout,
     identical_series,
-    line_trace,
+    light_figure,
     log_magnitudes,
     short_number,
     subplots,
@@ -84,6 +84,14 @@ def _markers(x: Sequence[float], y: Sequence[float], name: str, **marker: Any) -
     return go.Scatter(x=x, y=y, mode="markers", marker=marker, name=name)
 
 
+def _marker_dict(x: Sequence[float], y: Sequence[float], name: str, **marker: Any) -> dict[str, Any]:
+    return dict(type="scatter", x=x, y=y, mode="markers", marker=marker, name=name)
+
+
+def _line_dict(x: Any, y: Any, name: str, **line: Any) -> dict[str, Any]:
+    return dict(type="scatter", x=x, y=y, mode="lines", name=name, line=line)
+
+
 def _inside(name: str, x: float, y: float) -> tuple[float, float, bool]:
     """(x, y) clipped to the landscape's bounds, and whether it had to be."""
     (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
@@ -102,25 +110,27 @@ def contour_figure(traj: Any) -> go.Figure:
     name = traj.config.landscape
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig = figure()
-    if not add_phase_paths(fig, traj, xs, ys):  # a Hybrid: one colour per phase
+    phased = figure()
+    if add_phase_paths(phased, traj, xs, ys):  # a Hybrid: one colour per phase
+        paths = [t.to_plotly_json() for t in phased.data]
+    else:
         keep, _ = decimated(len(xs))
-        fig.add_trace(go.Scatter(x=xs[keep], y=ys[keep], mode="lines", line=dict(color=PATH_COLOR, width=2),
-                                 name="path"))
-    fig.add_trace(colorbar_trace(name))
-    fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
-                           line=dict(width=2, color="black")))
+        paths = [_line_dict(xs[keep], ys[keep], "path", color=PATH_COLOR, width=2)]
     ex, ey, clipped = _inside(name, float(xs[-1]), float(ys[-1]))
     if traj.diverged:
         label = "diverged (left the frame here)" if clipped else "diverged"
         end = dict(name=label, size=14, color="red", symbol="x", line=dict(width=2, color="black"))
     else:
         end = dict(name="end", size=12, color="black", symbol="star")
-    fig.add_trace(_markers([ex], [ey], **end))
-    finish_layout(fig, _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
-                  images=[landscape_image(name, lined=True)])
-    _landscape_axes(fig, name, titled=True)
-    return fig
+    start = _marker_dict(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
+                         line=dict(width=2, color="black"))
+    (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
+    return light_figure(
+        [*paths, colorbar_trace(name).to_plotly_json(), start, _marker_dict([ex], [ey], **end)],
+        _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
+        images=[landscape_image(name, lined=True)],
+        xaxis=dict(range=[x0, x1], title=dict(text="x")), yaxis=dict(range=[y0, y1], title=dict(text="y")),
+    )
 
 
 def energy_figure(traj: Any) -> go.Figure:
@@ -128,19 +138,18 @@ def energy_figure(traj: Any) -> go.Figure:
     steps, stride = decimated(len(traj.hamiltonian))
     h, k, loss = (as_array(v)[steps] for v in (traj.hamiltonian, traj.kinetic, traj.loss))
     same = identical_series(h, loss)
-    fig = figure(
+    traces = [
         # drawn first and wider, so an identical L on top leaves it visible
-        line_trace(steps, h, "H (= L: K is 0)" if same else "H", color=COLORS[0], width=5 if same else 2),
-        line_trace(steps, k, "K", color=COLORS[1]),
-        line_trace(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
-    )
+        _line_dict(steps, h, "H (= L: K is 0)" if same else "H", color=COLORS[0], width=5 if same else 2),
+        _line_dict(steps, k, "K", color=COLORS[1]),
+        _line_dict(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
+    ]
     title = "energy: H = K + L" + _every(stride)
     if "cap" in traj.config.info.uses and traj.config.cap is not None:
         title += f" (cap engaged {traj.cap_engagements}×)"
     if traj.diverged:
         title += f" — diverged at step {traj.diverged_at}"
-    finish_layout(fig, title, xaxis_title="step", yaxis_title="nats")
-    return fig
+    return light_figure(traces, title, xaxis=dict(title=dict(text="step")), yaxis=dict(title=dict(text="nats")))
 
 
 def delta_h_figure(traj: Any) -> go.Figure:
@@ -156,18 +165,13 @@ def delta_h_figure(traj: Any) -> go.Figure:
     else:
         title = f"|ΔH| per step — tail median {traj.drift_int:.3g}"
     title += _every(stride)
-    fig = figure(
-        *(line_trace(steps, log_magnitudes(ys)[steps], name, **line) for name, ys, line in series)
-    )
-    finish_layout(
-        fig,
+    return light_figure(
+        [_line_dict(steps, log_magnitudes(ys)[steps], name, **line) for name, ys, line in series],
         title,
-        xaxis_title="step",
-        yaxis_title="|ΔH| (nats)",
-        yaxis_type="log",
+        xaxis=dict(title=dict(text="step")),
+        yaxis=dict(title=dict(text="|ΔH| (nats)"), type="log"),
         legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.0, font=dict(size=11)),
     )
-    return fig
 
 
 def _fit_line(fit: Any, xs: Sequence[float]) -> tuple[list[float], list[float]]:

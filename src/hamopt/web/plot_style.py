@@ -22,6 +22,7 @@ __all__ = [
     "finish_layout",
     "identical_series",
     "line_trace",
+    "light_figure",
     "log_magnitudes",
     "message_figure",
     "short_number",
@@ -51,6 +52,24 @@ _BASE_LAYOUT = dict(
 def figure(*traces: Any) -> go.Figure:
     """A figure with the page's plain style and ``traces``."""
     return go.Figure(data=list(traces), layout=_BASE_LAYOUT)
+
+
+def light_figure(traces: Sequence[dict[str, Any]], title: str, *, height: int | None = None,
+                 xaxis: dict[str, Any] | None = None, yaxis: dict[str, Any] | None = None,
+                 **layout: Any) -> go.Figure:
+    """What :func:`figure` then :func:`finish_layout` build, from plain trace and layout dicts and
+    without plotly's property validation (≈ 20 ms a figure): for the figures redrawn on every
+    change. Their tests rebuild them with validation (``go.Figure(fig.to_dict())``)."""
+    full = {
+        **_BASE_LAYOUT,
+        **LAYOUT,
+        **({"height": height} if height is not None else {}),
+        "title": dict(text=title, font=dict(size=13)),
+        "xaxis": {**AXIS_STYLE, **(xaxis or {})},
+        "yaxis": {**AXIS_STYLE, **(yaxis or {})},
+        **layout,
+    }
+    return go.Figure(data=list(traces), layout=full, _validate=False)
 
 
 def subplots(**kw: Any) -> go.Figure:
