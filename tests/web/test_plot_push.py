@@ -69,3 +69,15 @@ def test_light_figures_pass_plotly_validation(change):
         # the template "none" is expanded by the checked build, kept as its name by the light one
         assert light["layout"].pop("template") == "none" and checked["layout"].pop("template")
         assert checked == light
+
+
+def test_long_titles_wrap_for_a_phone_wide_plot():
+    from hamopt.web.plot_style import TITLE_LINE, wrapped_title
+
+    title = "run leapfrog, optimizer=leapfrog, mode=exact, step_size=0.02, seed=0, band=low"
+    lines = wrapped_title(title).split("<br>")
+    assert len(lines) == 2 and all(len(line) <= TITLE_LINE for line in lines)
+    assert " ".join(lines) == title
+    assert wrapped_title("energy: H = K + L") == "energy: H = K + L"
+    dash = wrapped_title("rerun (seed 0) @ 0.04: max |series − default series| — identical to default: rerun")
+    assert dash.split("<br>")[-1].startswith("— identical")

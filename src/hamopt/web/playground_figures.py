@@ -70,13 +70,14 @@ def _hyper_text(traj: Any) -> str:
 
 
 def _title(traj: Any) -> str:
+    """Two short lines (three when diverged), so a phone-wide plot shows all of it."""
     c = traj.config
     head = (
-        f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}: "
+        f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}:<br>"
         f"{traj.step_label}={c.step_size:.4g}, {c.steps} steps{_hyper_text(traj)}"
     )
     if traj.diverged:
-        return f"{head} — DIVERGED at step {traj.diverged_at}"
+        return f"{head}<br>DIVERGED at step {traj.diverged_at}"
     return head
 
 
@@ -127,7 +128,8 @@ def contour_figure(traj: Any) -> go.Figure:
     (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
     return light_figure(
         [*paths, colorbar_trace(name).to_plotly_json(), start, _marker_dict([ex], [ey], **end)],
-        _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
+        # the legend below the x-axis title, also on a phone where the plot is short
+        _title(traj), height=440, legend=dict(orientation="h", y=-0.24, yanchor="top"),
         images=[landscape_image(name, lined=True)],
         xaxis=dict(range=[x0, x1], title=dict(text="x")), yaxis=dict(range=[y0, y1], title=dict(text="y")),
     )
@@ -161,16 +163,17 @@ def delta_h_figure(traj: Any) -> go.Figure:
             ("|ΔH<sup>traj</sup>| cross batch", traj.delta_h_traj, dict(color=COLORS[1])),
             ("|δ| resampling", traj.resampling, dict(color="#999", dash="dot")),
         ]
-        title = f"|ΔH| per step — tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
+        title = f"|ΔH| per step<br>tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
     else:
         title = f"|ΔH| per step — tail median {traj.drift_int:.3g}"
     title += _every(stride)
+    # the legend under the plot: above it, it ran into the title on a phone-wide page
     return light_figure(
         [_line_dict(steps, log_magnitudes(ys)[steps], name, **line) for name, ys, line in series],
         title,
         xaxis=dict(title=dict(text="step")),
         yaxis=dict(title=dict(text="|ΔH| (nats)"), type="log"),
-        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.0, font=dict(size=11)),
+        legend=dict(orientation="h", y=-0.25, yanchor="top", x=0.0, font=dict(size=11)),
     )
 
 
