@@ -17,22 +17,27 @@ from .test_app import controls  # noqa: E402
 
 
 def test_push_carries_the_three_figures_and_nothing_on_bad_input():
-    status, payload, *marks = P.playground_push(*controls())
-    figures = json.loads(payload)
+    status, payload = P.playground_push(*controls())
+    pushed = json.loads(payload)
+    figures, marks = pushed["figures"], pushed["marks"]
     assert list(figures) == ["pg-contour", "pg-energy", "pg-delta"]
     assert "dt=0.05" in figures["pg-contour"]["layout"]["title"]["text"]
     assert figures["pg-contour"]["data"][0]["name"] == "path"
-    assert "Leapfrog" in status and not any(m["elem_classes"] for m in marks)
-    status, payload, *marks = P.playground_push(*controls(step_size=1e9))
-    assert payload == "" and "got 1e9" in status
-    assert [n for n, m in zip(P.MARKED_BOXES, marks, strict=True) if m["elem_classes"]] == ["step_size"]
+    assert "Leapfrog" in status and marks["invalid"] == []
+    assert marks["mark_class"] == P.INVALID_CLASS and len(marks["markable"]) == len(P.MARKED_BOXES)
+    assert "pg-step-size" in marks["markable"] and "pg-x0" in marks["markable"]
+    status, payload = P.playground_push(*controls(step_size=1e9))
+    pushed = json.loads(payload)
+    assert pushed["figures"] is None and "got 1e9" in status
+    assert pushed["marks"]["invalid"] == ["pg-step-size"]
+    assert json.loads(P.playground_push(*controls(x0=None))[1])["marks"]["invalid"] == ["pg-x0", "pg-y0"]
 
 
 def test_suggest_and_push_sends_the_suggested_run():
     out = P.suggest_and_push(*controls(landscape="rosenbrock"))
     status, payload = out[-2:]
     assert "dt = 0.002" in status
-    assert "Rosenbrock" in json.loads(payload)["pg-contour"]["layout"]["title"]["text"]
+    assert "Rosenbrock" in json.loads(payload)["figures"]["pg-contour"]["layout"]["title"]["text"]
 
 
 @pytest.mark.parametrize("n", [1, 2, MAX_POINTS, MAX_POINTS + 1, 5001])

@@ -141,18 +141,32 @@ def playground_event(*controls: Any) -> tuple[Any, ...]:
 PLOT_IDS = ("pg-contour", "pg-energy", "pg-delta")
 
 
-def playground_push(*controls: Any) -> tuple[Any, ...]:
-    """:func:`playground_event` as the page wires it: status, the three figures as one JSON text
-    for :data:`~hamopt.web.plot_push.PUSH_JS` ("" keeps the plots), the box marks."""
+def _payload(figures: Sequence[Any] | None, field: str | None) -> str:
+    """The figures and the box marks as :data:`~hamopt.web.plot_push.PUSH_JS` reads them."""
+    bad = _FIELD_BOXES.get(field or "", (field,))
+    return figures_payload(
+        None if figures is None else dict(zip(PLOT_IDS, figures, strict=True)),
+        invalid=tuple(BOX_IDS[name] for name in MARKED_BOXES if name in bad),
+        markable=tuple(BOX_IDS[name] for name in MARKED_BOXES),
+        mark_class=INVALID_CLASS,
+    )
+
+
+def playground_push(*controls: Any) -> tuple[str, str]:
+    """:func:`playground_event` as the page wires it: the status, and one JSON text for
+    :data:`~hamopt.web.plot_push.PUSH_JS` with the three figures (none on bad input or a failure:
+    the plots keep their last drawing) and the box to mark."""
     status, figures, field = _run_view(controls)
-    payload = figures_payload(None if figures is None else dict(zip(PLOT_IDS, figures, strict=True)))
-    return (status, payload, *marked_boxes(field))
+    return status, _payload(figures, field)
 
 
 # the boxes an invalid-input message can point at (config field → boxes), in output order
 MARKED_BOXES = ("step_size", "gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu",
                 "steps", "noise", "x0", "y0", "seed")
 _FIELD_BOXES = {"start": ("x0", "y0")}
+# their element ids
+BOX_IDS = {**{name: elem_id for name, _, elem_id, _ in NUMBER_BOXES},
+           "x0": "pg-x0", "y0": "pg-y0", "seed": "pg-seed"}
 INVALID_CLASS = "hamopt-invalid"
 
 
@@ -264,7 +278,7 @@ def suggest_and_run(*controls: Any) -> tuple[Any, ...]:
 def suggest_and_push(*controls: Any) -> tuple[Any, ...]:
     """:func:`suggest_and_run` with the figures as :func:`playground_push` sends them."""
     *updates, status, contour, energy, delta = suggest_and_run(*controls)
-    return (*updates, status, figures_payload(dict(zip(PLOT_IDS, (contour, energy, delta), strict=True))))
+    return (*updates, status, _payload((contour, energy, delta), None))
 
 
 # ---------------------------------------------------------------------- layout
@@ -328,7 +342,7 @@ def playground_tab(app: gr.Blocks) -> None:
             triggers=[boxes[n].input for n in CONTROL_NAMES if n not in ("landscape", "optimizer")],
             fn=playground_push,
             inputs=controls,
-            outputs=[status, pushed, *(boxes[n] for n in MARKED_BOXES)],
+            outputs=[status, pushed],
             trigger_mode="always_last",
             show_progress="minimal",
             show_progress_on=plots,

@@ -8,11 +8,14 @@ placeholder on page load) and from then on updated with one ``Plotly.react`` eac
 the chart, its size and its event handlers and redraws only what changed.
 
 ``PUSH_JS`` is the client-side function of a ``.then(None, js=...)`` step; it takes the text
-:func:`figures_payload` wrote into a hidden textbox (empty: keep the plots as they are).
+:func:`figures_payload` wrote into a hidden textbox: the figures (null: keep the plots as they
+are) and the element ids of the input boxes to mark as invalid. It sets the mark class on those
+boxes and clears it on the other ``markable`` ones, so a change sends no per-box updates.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -36,20 +39,26 @@ def decimated(n: int, limit: int = MAX_POINTS) -> tuple[np.ndarray, int]:
     return idx, stride
 
 
-def figures_payload(figures: dict[str, Any] | None) -> str:
-    """``{element id: figure}`` as the JSON text :data:`PUSH_JS` reads ("" for None: keep the
-    plots)."""
-    if figures is None:
-        return ""
-    return "{" + ",".join(f'"{key}":{fig.to_json()}' for key, fig in figures.items()) + "}"
+def figures_payload(figures: dict[str, Any] | None, *, invalid: tuple[str, ...] = (),
+                    markable: tuple[str, ...] = (), mark_class: str = "") -> str:
+    """The JSON text :data:`PUSH_JS` reads: ``{element id: figure}`` (None: keep the plots), the
+    ids of the boxes to mark with ``mark_class`` and of every box that may carry it."""
+    drawn = "null" if figures is None else (
+        "{" + ",".join(f'"{key}":{fig.to_json()}' for key, fig in figures.items()) + "}")
+    marks = json.dumps({"invalid": list(invalid), "markable": list(markable), "mark_class": mark_class})
+    return f'{{"figures":{drawn},"marks":{marks}}}'
 
 
 # Gradio's own plotly wrapper sets autosize, a responsive chart, and a top margin of ≥ 100 px
 # under a shown label; the same here, so a pushed figure sits exactly where gr.Plot put one.
 PUSH_JS = """
 (payload) => {
-  if (!payload || !window.Plotly) return;
-  const figures = JSON.parse(payload);
+  if (!payload) return;
+  const {figures, marks} = JSON.parse(payload);
+  for (const id of marks.markable) {
+    document.getElementById(id)?.classList.toggle(marks.mark_class, marks.invalid.includes(id));
+  }
+  if (!figures || !window.Plotly) return;
   for (const [id, fig] of Object.entries(figures)) {
     const chart = document.querySelector(`#${id} .js-plotly-plot`);
     if (!chart) continue;
