@@ -173,7 +173,7 @@ def delta_h_figure(traj: Any) -> go.Figure:
         title,
         xaxis=dict(title=dict(text="step")),
         yaxis=dict(title=dict(text="|ΔH| (nats)"), type="log"),
-        legend=dict(orientation="h", y=-0.25, yanchor="top", x=0.0, font=dict(size=11)),
+        legend=dict(orientation="h", y=-0.38, yanchor="top", x=0.0, font=dict(size=11)),
     )
 
 
