@@ -7,7 +7,7 @@ bad input shows a message, marks the box and keeps the last plot, that a divergi
 as diverged, that the results browser refuses a path outside ``--results``, and that neither the
 page's tabs nor a sweep's ``report.html`` scroll sideways at 1440 or 390 px.
 
-Redraw latency of a 300-step run, median over five step-size edits, printed (``pytest -s``) and
+Redraw latency of a 300-step run, median over seven step-size edits, printed (``pytest -s``) and
 saved next to the screenshot in the test's temp directory, two ways: in the page, from the
 box's ``input`` event to the moment the redrawn title is in the DOM (what a person waits for),
 and in the harness, from before Playwright types to the moment it sees the title (adds the
