@@ -22,6 +22,11 @@ minimum is shifted by ξ_t (a seeded ``torch.Generator`` draws ξ, so runs are r
 The same-batch energy change ΔH^int and the cross-batch change ΔH^traj then differ by the
 resampling term ``δ_t = L_{B_{t+1}}(θ_{t+1}) − L_{B_t}(θ_{t+1})`` (spec §6). Its contour plot shows
 the noise-free quadratic ``E_ξ L_B − ½ σ² Σ a_i``.
+
+``value_and_gradient(x, y)`` gives ``L`` and its analytic gradient ``∇L`` at one point in plain
+floats (no autograd): the playground's closure uses it to hand the optimisers ``θ.grad`` at a
+fraction of autograd's per-call cost; a test checks it against autograd of ``value`` at many
+points of every landscape. ``loss_and_gradient(batch)`` is the same at ``theta`` on a batch.
 """
 
 from __future__ import annotations
@@ -74,9 +79,26 @@ class Landscape(nn.Module, abc.ABC):
     def value(self, x: Tensor) -> Tensor:
         """Noise-free ``L(x)`` for points ``x`` of shape ``(..., 2)``; returns shape ``(...)``."""
 
+    @abc.abstractmethod
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        """``(L, ∂L/∂x, ∂L/∂y)`` of the noise-free landscape at one point, in float64 arithmetic
+        (the analytic form of :meth:`value` and its gradient)."""
+
     def sample_batch(self) -> Tensor | None:
         """Draw the next mini-batch (None: the landscape is deterministic)."""
         return None
+
+    def batch_shift(self, batch: Tensor | None) -> tuple[float, float]:
+        """How far ``batch`` moves the loss: ``L_B(θ) = L(θ − shift)`` ((0, 0) here)."""
+        return (0.0, 0.0)
+
+    def loss_and_gradient(
+        self, batch: Tensor | None = None, point: tuple[float, float] | None = None
+    ) -> tuple[float, float, float]:
+        """``(L_B, ∂L_B/∂x, ∂L_B/∂y)`` at ``point`` (default ``theta``) on ``batch``, no autograd."""
+        x, y = self.theta.detach().tolist() if point is None else point
+        sx, sy = self.batch_shift(batch)
+        return self.value_and_gradient(x - sx, y - sy)
 
     def loss(self, batch: Tensor | None = None) -> Tensor:
         """``L_B(theta)`` on ``batch`` (a scalar tensor with autograd to ``theta``)."""
@@ -106,9 +128,15 @@ class AnisotropicQuadratic(Landscape):
         if len(a) != 2 or not all(math.isfinite(c) and c > 0 for c in a):
             raise ValueError(f"curvatures must be two finite numbers > 0, got {curvatures!r}")
         self.register_buffer("curvatures", torch.tensor(a, dtype=torch.float64))
+        self._a = a
 
     def value(self, x: Tensor) -> Tensor:
         return tf.quadratic(x, self.curvatures.to(x.dtype))
+
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        a1, a2 = self._a
+        gx, gy = a1 * x, a2 * y
+        return 0.5 * (a1 * (x * x) + a2 * (y * y)), gx, gy
 
 
 class Rosenbrock(Landscape):
@@ -122,6 +150,11 @@ class Rosenbrock(Landscape):
     def value(self, x: Tensor) -> Tensor:
         return tf.rosenbrock(x)
 
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        valley, off = y - x * x, 1.0 - x
+        loss = 100.0 * (valley * valley) + off * off
+        return loss, -400.0 * x * valley - 2.0 * off, 200.0 * valley
+
 
 class DoubleWell(Landscape):
     """``L = (x² − 1)² + ½ y²``: two minima at (±1, 0) separated by a barrier of height 1."""
@@ -133,6 +166,10 @@ class DoubleWell(Landscape):
     def value(self, x: Tensor) -> Tensor:
         u, v = x[..., 0], x[..., 1]
         return (u.square() - 1.0).square() + 0.5 * v.square()
+
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        well = x * x - 1.0
+        return well * well + 0.5 * (y * y), 4.0 * x * well, y
 
 
 class Himmelblau(Landscape):
@@ -147,6 +184,10 @@ class Himmelblau(Landscape):
         u, v = x[..., 0], x[..., 1]
         return (u.square() + v - 11.0).square() + (u + v.square() - 7.0).square()
 
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        a, b = x * x + y - 11.0, x + y * y - 7.0
+        return a * a + b * b, 4.0 * x * a + 2.0 * b, 2.0 * a + 4.0 * y * b
+
 
 class Ackley(Landscape):
     """Ackley's function in 2-D: many local minima near the integer lattice, minimum 0 at 0."""
@@ -157,6 +198,19 @@ class Ackley(Landscape):
 
     def value(self, x: Tensor) -> Tensor:
         return tf.ackley(x)
+
+    def value_and_gradient(self, x: float, y: float) -> tuple[float, float, float]:
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return math.nan, math.nan, math.nan
+        # L = −20 e^{−0.2 r/√2} − e^{c} + 20 + e with r = ‖θ‖, c = ½ (cos 2πx + cos 2πy);
+        # ∂/∂x: 4/√2 · e^{−0.2 r/√2} · x/r + π sin(2πx) e^{c} (the first term is 0 at r = 0)
+        r = math.hypot(x, y)
+        radial = math.exp(-0.2 * r / math.sqrt(2.0))
+        wave = math.exp(0.5 * (math.cos(2.0 * math.pi * x) + math.cos(2.0 * math.pi * y)))
+        pull = 4.0 / math.sqrt(2.0) * radial / r if r > 0.0 else 0.0
+        loss = -20.0 * radial - wave + 20.0 + math.e
+        return (loss, pull * x + math.pi * math.sin(2.0 * math.pi * x) * wave,
+                pull * y + math.pi * math.sin(2.0 * math.pi * y) * wave)
 
 
 class NoisyQuadratic(AnisotropicQuadratic):
@@ -191,6 +245,13 @@ class NoisyQuadratic(AnisotropicQuadratic):
     def loss(self, batch: Tensor | None = None) -> Tensor:
         shift = torch.zeros(2, dtype=torch.float64) if batch is None else batch
         return self.value(self.theta - shift)
+
+    def batch_shift(self, batch: Tensor | None) -> tuple[float, float]:
+        """The batch's ξ (the minimum it moves the loss to)."""
+        if batch is None:
+            return (0.0, 0.0)
+        x, y = batch.tolist()
+        return float(x), float(y)
 
 
 @dataclass(frozen=True)

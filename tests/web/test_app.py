@@ -32,7 +32,7 @@ def controls(**changes):
 def test_playground_view_draws_the_run():
     status, contour, energy, delta = A.playground_view(*controls())
     assert "**Leapfrog** dt = 0.05" in status and "100 steps" in status
-    path = contour.data[1]
+    (path,) = [t for t in contour.data if t.name == "path"]
     assert len(path.x) == 101 and path.x[0] == 2.5 and path.y[0] == 1.2
     assert "dt=0.05" in contour.layout.title.text
     assert [t.name for t in energy.data] == ["H", "K", "L"]
@@ -175,7 +175,7 @@ def test_a_new_landscape_runs_once_with_the_suggested_settings():
         updates[0]["value"] == 0.002 and updates[2]["value"] == -1.2 and updates[3]["value"] == 1.0
     )
     assert "dt = 0.002" in status and "Diverged" not in status
-    assert contour.data[1].x[0] == -1.2
+    assert contour.data[0].name == "path" and contour.data[0].x[0] == -1.2
     x0, y0, md, _ = A.landscape_and_reversibility("himmelblau", 0.005, 50, 1.0, 0.1, -1.6, 0.8, 0)
     assert (x0["value"], y0["value"]) == (-0.5, 0.5) and "| Leapfrog |" in md
 

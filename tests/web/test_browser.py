@@ -5,9 +5,15 @@ drives the page with Playwright (the system Chromium, no downloaded browser), an
 the plots redraw with the new values, that a busy indicator shows during every recompute, that
 bad input shows a message, marks the box and keeps the last plot, that a diverging run is drawn
 as diverged, that the results browser refuses a path outside ``--results``, and that neither the
-page's tabs nor a sweep's ``report.html`` scroll sideways at 1440 or 390 px. Times from a control
-change to the redrawn plot (median target ≤ 0.5 s for a 300-step run) are printed
-(``pytest -s``) and saved next to the screenshot in the test's temp directory.
+page's tabs nor a sweep's ``report.html`` scroll sideways at 1440 or 390 px.
+
+Redraw latency of a 300-step run, median over seven step-size edits, printed (``pytest -s``) and
+saved next to the screenshot in the test's temp directory, two ways: in the page, from the
+box's ``input`` event to the moment the redrawn title is in the DOM (what a person waits for),
+and in the harness, from before Playwright types to the moment it sees the title (adds the
+browser automation's own round trips). The in-page median must be ≤ 0.5 s on an idle machine;
+on a loaded one the bound grows with the load per core (``HAMOPT_STRICT_LATENCY=1``: 0.5 s
+whatever the load).
 """
 
 from __future__ import annotations
@@ -142,7 +148,7 @@ def _trace_x(page, plot: str, index: int) -> list[float]:
 
 
 def _path_x(page) -> list[float]:
-    return _trace_x(page, "pg-contour", 1)
+    return _trace_x(page, "pg-contour", 0)
 
 
 def _set_number(page, elem_id: str, value: str) -> None:
@@ -162,6 +168,35 @@ def _wait_title(page, plot: str, needle: str, timeout: float = 20_000) -> None:
 # Gradio's status tracker inside an output while its request is pending (show_progress="minimal")
 BUSY = ".wrap:not(.hide) .progress-text, .wrap.minimal:not(.hide)"
 TARGET_MEDIAN_S = 0.5
+
+
+def latency_bound() -> float:
+    """:data:`TARGET_MEDIAN_S`, times the 1-minute load average per core when above 1 (a loaded
+    machine runs the server and the browser that much slower), unless HAMOPT_STRICT_LATENCY=1."""
+    if os.environ.get("HAMOPT_STRICT_LATENCY") == "1":
+        return TARGET_MEDIAN_S
+    return TARGET_MEDIAN_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def _time_in_page(page, box: str, plot: str, needle: str) -> None:
+    """From now, ``window.__lat`` gets ``t0`` at the next ``input`` event of ``box`` and ``t1``
+    when the title of ``plot`` first contains ``needle`` (performance.now(), ms)."""
+    page.evaluate(
+        f"""(() => {{
+        const lat = window.__lat = {{}};
+        document.querySelector('#{box} input').addEventListener(
+            'input', () => {{ lat.t0 ??= performance.now(); }}, {{once: true}});
+        const root = document.querySelector('#{plot}');
+        const look = () => {{
+            const title = root.querySelector('.gtitle')?.textContent ?? '';
+            if (lat.t0 !== undefined && lat.t1 === undefined && title.includes({json.dumps(needle)})) {{
+                lat.t1 = performance.now(); window.__latObserver.disconnect(); }}
+        }};
+        window.__latObserver?.disconnect();
+        window.__latObserver = new MutationObserver(look);
+        window.__latObserver.observe(root, {{subtree: true, childList: true, characterData: true}});
+        }})()"""
+    )
 
 
 def _watch_busy(page, plot: str) -> None:
@@ -191,13 +226,16 @@ def test_playground_redraws_on_change(browser_page, tmp_path):
     before = _path_x(page)
     assert len(before) == 301
 
-    timings, server = [], []
-    for dt in ("0.08", "0.03", "0.06", "0.045", "0.07"):
+    timings, in_page, server = [], [], []
+    for dt in ("0.08", "0.03", "0.06", "0.045", "0.07", "0.055", "0.035"):
         _watch_busy(page, "pg-contour")
+        _time_in_page(page, "pg-step-size", "pg-contour", f"dt={dt},")
         t0 = time.perf_counter()
         _set_number(page, "pg-step-size", dt)
         _wait_title(page, "pg-contour", f"dt={dt},")
         timings.append(time.perf_counter() - t0)
+        page.wait_for_function("window.__lat.t1 !== undefined")
+        in_page.append(page.evaluate("(window.__lat.t1 - window.__lat.t0) / 1000"))
         assert page.evaluate("window.__busy"), f"no busy indicator while redrawing dt={dt}"
         status = page.locator("#pg-status").inner_text()
         assert f"dt = {dt}" in status
@@ -222,24 +260,30 @@ def test_playground_redraws_on_change(browser_page, tmp_path):
     timings.append(time.perf_counter() - t0)
     page.wait_for_function("document.querySelector('#pg-x0 input').value === '-1.6'")
 
-    step_timings = timings[:5]  # the 300-step runs (step-size changes)
-    median = statistics.median(step_timings)
+    step_timings = timings[:7]  # the 300-step runs (step-size changes)
+    median = statistics.median(in_page)
+    bound = latency_bound()
     report = {
-        "redraw_seconds": [round(t, 3) for t in timings],
-        "median_300_steps": round(median, 3),
+        "in_page_seconds_300_steps": [round(t, 3) for t in in_page],
+        "median_in_page_300_steps": round(median, 3),
+        "harness_seconds": [round(t, 3) for t in timings],
+        "median_harness_300_steps": round(statistics.median(step_timings), 3),
         "server_run_seconds_300_steps": [round(t, 3) for t in server],
-        "max": round(max(timings), 3),
         "target_median_s": TARGET_MEDIAN_S,
         "target_met": median <= TARGET_MEDIAN_S,
+        "bound_at_this_load_s": round(bound, 3),
         "load_average": os.getloadavg()[0],
+        "cores": os.cpu_count(),
     }
     (tmp_path / "timings.json").write_text(json.dumps(report, indent=2))
     print(
-        f"\nbrowser redraw after a control change (300 steps): median {median:.3f} s "
-        f"(target ≤ {TARGET_MEDIAN_S} s: {'met' if median <= TARGET_MEDIAN_S else 'NOT met'} at load "
-        f"{report['load_average']:.1f}; the run itself took median "
-        f"{statistics.median(server):.3f} s of it); all: {report}"
+        f"\nredraw after a control change (300 steps): median {median:.3f} s in the page, "
+        f"{report['median_harness_300_steps']:.3f} s in the harness (target ≤ {TARGET_MEDIAN_S} s: "
+        f"{'met' if median <= TARGET_MEDIAN_S else 'NOT met'} at load {report['load_average']:.1f} on "
+        f"{report['cores']} cores; the run itself took median {statistics.median(server):.3f} s of it); "
+        f"all: {report}"
     )
+    assert median <= bound, f"redraw median {median:.3f} s > {bound:.3f} s: {report}"
     page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
 

@@ -14,6 +14,7 @@ pytest.importorskip("plotly")
 from hamopt.web import playground_tab as P  # noqa: E402
 from hamopt.web import reversibility_tab as R  # noqa: E402
 from hamopt.web.controls import readable_numbers  # noqa: E402
+from hamopt.web.landscape_layer import image, lined_image  # noqa: E402
 from hamopt.web.plot_style import identical_series, short_number  # noqa: E402
 
 from .test_app import controls  # noqa: E402
@@ -58,9 +59,11 @@ def test_short_number_and_identical_series():
 def test_landscape_is_an_image_with_level_lines_not_a_contour_trace():
     _, contour, energy, _ = P.playground_view(*controls())
     assert not any(t.type == "contour" for t in contour.data)
-    assert contour.layout.images[0].source.startswith("data:image/png;base64,")
-    assert contour.data[0].name == "levels" and contour.data[1].name == "path"
-    assert contour.data[1].line.color != "white"  # visible in the white legend
+    # the level lines are drawn into the cached picture: the redrawn figure carries only the path,
+    # the colour bar and the two markers
+    assert contour.layout.images[0].source == lined_image("quadratic") != image("quadratic")
+    assert [t.name for t in contour.data] == ["path", "L", "start", "end"]
+    assert contour.data[0].line.color != "white"  # visible in the white legend
     assert "γ=0" in contour.layout.title.text and "cap engaged" not in energy.layout.title.text
 
 

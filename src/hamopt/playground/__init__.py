@@ -4,8 +4,11 @@ Three computations, each returning a frozen dataclass that the web page (or a no
 
 * :func:`run_trajectory`: the path θ_0 … θ_T of one optimiser, the per-step L, K, H on the
   step's own batch, the integrator change ΔH^int_t, the trajectory change ΔH^traj_t and the
-  resampling term δ_t (spec §6, all from :class:`hamopt.energy.EnergyTracker`), the tail-median
-  drifts (:func:`hamopt.diagnostics.tail_median_abs`) and, if it happened, the divergence step;
+  resampling term δ_t (spec §6, as :class:`hamopt.energy.EnergyTracker` defines them; the run
+  feeds the optimiser analytic gradients and reads its energy leanly, see
+  :mod:`hamopt.playground.stepping`, and ``reference=True`` takes the tracker itself), the
+  tail-median drifts (:func:`hamopt.diagnostics.tail_median_abs`) and, if it happened, the
+  divergence step;
 * :func:`drift_scan`: drift(dt) over a geometric grid of step sizes and the log-log slope with
   its 95 % t-interval (:func:`hamopt.diagnostics.fit_loglog_slope`);
 * :func:`reversibility`: the momentum-flip round trip of Leapfrog and Euler

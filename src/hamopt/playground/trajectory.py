@@ -2,25 +2,21 @@ r"""Playground runs: one trajectory with its energy series, and the drift scan o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import torch
-
 from ..diagnostics import SlopeFit, fit_loglog_slope, tail_median_abs
-from ..energy import EnergyTracker
-from ..errors import NonFiniteError
+from ..energy import conventions as C
 from ..landscapes import Landscape
 from .config import (
-    ENERGY_LIMIT,
-    ESCAPE_RADIUS,
     MAX_SCAN_POINTS,
     PlaygroundConfig,
     PlaygroundInputError,
     _integer,
     _number,
 )
+from .reference import tracked_steps
+from .stepping import fast_steps, reads_stats
 
 __all__ = ["DriftScan", "Trajectory", "drift_scan", "run_trajectory", "scan_step_sizes"]
 
@@ -70,50 +66,23 @@ def _point(landscape: Landscape) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def run_trajectory(config: PlaygroundConfig) -> Trajectory:
-    """Run ``config.steps`` steps of ``config.optimizer`` on ``config.landscape`` from rest."""
+def run_trajectory(config: PlaygroundConfig, *, reference: bool = False) -> Trajectory:
+    """Run ``config.steps`` steps of ``config.optimizer`` on ``config.landscape`` from rest.
+
+    The optimiser gets analytic gradients and its energy is read with lean bookkeeping
+    (:mod:`hamopt.playground.stepping`); ``reference=True`` takes the autograd closure and the
+    :class:`~hamopt.energy.EnergyTracker` instead (:mod:`hamopt.playground.reference`), which
+    gives the same trajectory and energies to float64 rounding, about twice as slowly.
+    """
     landscape = config.landscape_module()
     info = config.info
     try:
         opt = info.build([landscape.theta], config)
     except (TypeError, ValueError) as exc:
         raise PlaygroundInputError(info.label, str(exc)) from exc
-    tracker = EnergyTracker(opt)
-    theta = [_point(landscape)]
-    diverged_at: int | None = None
-    divergence: str | None = None
-    for t in range(config.steps):
-        batch = landscape.sample_batch()
-        try:
-            record = tracker.step(lambda b=batch: landscape.loss(b))
-        except NonFiniteError as exc:
-            diverged_at, divergence = t, str(exc)
-            break
-        point = _point(landscape)
-        h = record.hamiltonian
-        if not all(math.isfinite(v) for v in point) or math.hypot(*point) > ESCAPE_RADIUS:
-            diverged_at, divergence = (
-                t,
-                f"θ left the landscape at step {t} (‖θ‖ > {ESCAPE_RADIUS:g})",
-            )
-        elif h is None or not math.isfinite(h) or abs(h) > ENERGY_LIMIT:
-            diverged_at, divergence = (
-                t,
-                f"energy blew up at step {t} (|H| = {h!r} > {ENERGY_LIMIT:g})",
-            )
-        if diverged_at is not None:
-            tracker.records.pop()
-            break
-        theta.append(point)
-    records = tracker.records
-    if records and diverged_at is None:
-        # the last step's δ and ΔH^traj need L_{B_T}(θ_T): one forward pass on the next batch
-        final_batch = landscape.sample_batch()
-        if final_batch is not None:
-            last = records[-1]
-            with torch.no_grad():
-                delta = float(landscape.loss(final_batch)) - float(last.loss_after)
-            records[-1] = replace(last, resampling=delta, delta_h_traj=last.delta_h_int + delta)
+    fast = not reference and (reads_stats(opt) or not C.convention_for(opt).self_reported)
+    run = fast_steps if fast else tracked_steps
+    theta, records, diverged_at, divergence = run(config, landscape, opt)
     theta = theta[: len(records) + 1]
     loss = [r.loss for r in records]
     kinetic = [r.kinetic_before for r in records]

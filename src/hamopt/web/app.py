@@ -87,6 +87,7 @@ def build_app(results: str | Path | None = None) -> gr.Blocks:
     for name in LANDSCAPES:  # and every landscape's image and level lines (cached)
         landscape_layer.image(name)
         landscape_layer.level_lines(name)
+        landscape_layer.lined_image(name)
     with gr.Blocks(title="hamopt demo", analytics_enabled=False) as app:
         gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False)
         gr.Markdown("# hamopt — Hamiltonian optimisers, interactively")

@@ -85,7 +85,8 @@ def _slope_legend(table: Any | None, key: tuple, column: str) -> str:
     if not len(match):
         return ""
     r = match.iloc[0]
-    return f": slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    # on its own legend line: a phone-wide legend cuts one long line off at the right
+    return f":<br>slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
 def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int") -> go.Figure:
@@ -114,18 +115,19 @@ def results_drift_figure(drift: Any, table: Any | None, column: str = "drift_int
             )
         )
     what = DRIFT_LABELS.get(column, column)
-    # one legend row per group below the plot, the figure taller by as much: nothing is cut off
-    # when a phone's width leaves room for one entry per row
+    # one legend row (two lines) per group below the x-axis title, the figure taller by as much:
+    # nothing is cut off when a phone's width leaves room for one entry per row. Log ticks at
+    # 1, 2 and 5 per decade: every digit crowds a narrow axis.
     finish_layout(
         fig,
         f"drift {what} vs step size (one point per run)",
-        height=380 + 24 * len(fig.data),
+        height=380 + 40 * len(fig.data),
         xaxis_title="step size (dt or lr)",
         yaxis_title=f"{what} (nats)",
-        xaxis_type="log",
-        yaxis_type="log",
-        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11)),
-        margin=dict(l=60, r=20, t=50, b=60 + 24 * len(fig.data)),
+        xaxis=dict(type="log", dtick="D2"),
+        yaxis=dict(type="log", dtick="D2"),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)),
+        margin=dict(l=60, r=20, t=50, b=80 + 40 * len(fig.data)),
     )
     return fig
 
@@ -239,7 +241,7 @@ def results_cap_figure(cap: Any) -> go.Figure:
         "energy-cap engagement",
         xaxis_title="step size",
         yaxis_title="steps with the cap engaged (%)",
-        xaxis_type="log",
+        xaxis=dict(type="log", dtick="D2"),
     )
     return fig
 

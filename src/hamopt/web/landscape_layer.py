@@ -1,12 +1,14 @@
 r"""The landscape under a playground path, drawn cheaply: a PNG of the landscape placed on the plot's
-axes, its level lines as one line trace, and a colour bar.
+axes, its level lines (one line trace, or drawn into the picture), and a colour bar.
 
 A plotly ``Contour`` trace makes the browser compute and draw every level on every redraw (≈ 0.5–
 1.3 s per redraw on a busy 2-core machine, measured with ``Plotly.newPlot``); the same picture as
 a layout image plus one polyline costs ≈ 0.1 s. Everything here depends only on the landscape, so
 it is computed once per landscape and cached: the grid (the landscape's own ``value`` on an n × n
 mesh over its bounds, ``log10(1 + L)`` for steep ones), the image, the level lines (``contourpy``
-marching squares at evenly spaced levels).
+marching squares at evenly spaced levels). The playground's path plot, redrawn on every change,
+takes the picture with the level lines already in it (:func:`lined_image`): then a redraw only
+draws the path and its two markers, not thousands of level-line points.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "image",
     "landscape_image",
     "level_lines",
+    "lined_image",
     "levels_trace",
 ]
 
@@ -75,6 +78,40 @@ def image(name: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# the lined picture: pixels (a wide plot's data area) and the supersampling of its lines
+LINED_SIZE = (800, 400)
+SUPERSAMPLE = 2
+
+
+@lru_cache(maxsize=16)
+def lined_image(name: str) -> str:
+    """:func:`image` with the :func:`level_lines` drawn in (thin, translucent white, smoothed by
+    supersampling), :data:`LINED_SIZE` pixels, as a ``data:image/png`` URI."""
+    from PIL import Image, ImageDraw
+
+    (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
+    width, height = (SUPERSAMPLE * n for n in LINED_SIZE)
+    head = "data:image/png;base64,"
+    base = Image.open(io.BytesIO(base64.b64decode(image(name)[len(head):]))).convert("RGB")
+    base = base.resize((width, height), Image.Resampling.BICUBIC)
+    lines = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(lines)
+    xs, ys = level_lines(name)
+    run: list[tuple[float, float]] = []
+    for x, y in [*zip(xs, ys, strict=True), (None, None)]:
+        if x is None or y is None:
+            if len(run) > 1:
+                draw.line(run, fill=(255, 255, 255, 115), width=SUPERSAMPLE, joint="curve")
+            run = []
+            continue
+        run.append(((x - x0) / (x1 - x0) * (width - 1), (y1 - y) / (y1 - y0) * (height - 1)))
+    picture = Image.alpha_composite(base.convert("RGBA"), lines).convert("RGB")
+    picture = picture.resize(LINED_SIZE, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    picture.quantize(colors=256).save(buf, format="PNG", optimize=True)
+    return head + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 @lru_cache(maxsize=16)
 def level_lines(name: str) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
     """x and y of every level line, lines separated by None (one trace draws them all)."""
@@ -91,11 +128,12 @@ def level_lines(name: str) -> tuple[tuple[float | None, ...], tuple[float | None
     return tuple(x_out), tuple(y_out)
 
 
-def landscape_image(name: str, *, xref: str = "x", yref: str = "y") -> dict[str, Any]:
-    """The layout image that fills the axes ``xref``/``yref`` with the landscape."""
+def landscape_image(name: str, *, xref: str = "x", yref: str = "y", lined: bool = False) -> dict[str, Any]:
+    """The layout image that fills the axes ``xref``/``yref`` with the landscape (with its level
+    lines drawn in if ``lined``)."""
     (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
-    return dict(source=image(name), xref=xref, yref=yref, x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0,
-                sizing="stretch", layer="below", opacity=0.85)
+    return dict(source=lined_image(name) if lined else image(name), xref=xref, yref=yref, x=x0, y=y1,
+                sizex=x1 - x0, sizey=y1 - y0, sizing="stretch", layer="below", opacity=0.85)
 
 
 def levels_trace(name: str, **kw: Any) -> go.Scatter:

@@ -7,6 +7,11 @@ Each function takes a result of :mod:`hamopt.playground` — a
 The only numbers computed here are the landscape on a grid (by the landscape's own ``value``,
 ``log10(1 + L)`` for steep ones) and the fitted line ``10^(intercept + slope · log10 x)`` of a
 :class:`~hamopt.diagnostics.SlopeFit`.
+
+The playground's three figures are redrawn on every change, so they are kept light: the path
+plot's landscape is one cached picture with its level lines drawn in (no level-line trace), and a
+run longer than :data:`~hamopt.web.plot_push.MAX_POINTS` steps is drawn at one step in k (first
+and last kept; the title says so), which is all a plot a few hundred pixels wide can show.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import plotly.graph_objects as go
 from ..landscapes import LANDSCAPES
 from .landscape_layer import colorbar_trace, landscape_image, levels_trace
 from .playground_phases import add_phase_paths
+from .plot_push import decimated
 from .plot_style import (
     COLORS,
     LAYOUT,
@@ -28,7 +34,7 @@ from .plot_style import (
     figure,
     finish_layout,
     identical_series,
-    line_trace,
+    light_figure,
     log_magnitudes,
     short_number,
     subplots,
@@ -64,18 +70,27 @@ def _hyper_text(traj: Any) -> str:
 
 
 def _title(traj: Any) -> str:
+    """Two short lines (three when diverged), so a phone-wide plot shows all of it."""
     c = traj.config
     head = (
-        f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}: "
+        f"{traj.optimizer_label} on {LANDSCAPES[c.landscape].label}:<br>"
         f"{traj.step_label}={c.step_size:.4g}, {c.steps} steps{_hyper_text(traj)}"
     )
     if traj.diverged:
-        return f"{head} — DIVERGED at step {traj.diverged_at}"
+        return f"{head}<br>DIVERGED at step {traj.diverged_at}"
     return head
 
 
 def _markers(x: Sequence[float], y: Sequence[float], name: str, **marker: Any) -> go.Scatter:
     return go.Scatter(x=x, y=y, mode="markers", marker=marker, name=name)
+
+
+def _marker_dict(x: Sequence[float], y: Sequence[float], name: str, **marker: Any) -> dict[str, Any]:
+    return dict(type="scatter", x=x, y=y, mode="markers", marker=marker, name=name)
+
+
+def _line_dict(x: Any, y: Any, name: str, **line: Any) -> dict[str, Any]:
+    return dict(type="scatter", x=x, y=y, mode="lines", name=name, line=line)
 
 
 def _inside(name: str, x: float, y: float) -> tuple[float, float, bool]:
@@ -85,75 +100,81 @@ def _inside(name: str, x: float, y: float) -> tuple[float, float, bool]:
     return cx, cy, (cx, cy) != (x, y)
 
 
+def _every(stride: int) -> str:
+    return "" if stride == 1 else f" (1 step in {stride} drawn)"
+
+
 def contour_figure(traj: Any) -> go.Figure:
-    """The landscape (image, level lines, colour bar) with the trajectory θ_0 … θ_T; a diverged
-    run ends in a red cross, kept inside the frame (at the edge where the path left it)."""
+    """The landscape (a picture with its level lines, colour bar) with the trajectory θ_0 … θ_T;
+    a diverged run ends in a red cross, kept inside the frame (at the edge where the path left
+    it)."""
     name = traj.config.landscape
     pts = np.array(traj.theta, dtype=np.float64).reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    fig = figure(levels_trace(name))
-    if not add_phase_paths(fig, traj, xs, ys):  # a Hybrid: one colour per phase
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=PATH_COLOR, width=2), name="path"))
-    fig.add_trace(colorbar_trace(name))
-    fig.add_trace(_markers(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
-                           line=dict(width=2, color="black")))
+    phased = figure()
+    if add_phase_paths(phased, traj, xs, ys):  # a Hybrid: one colour per phase
+        paths = [t.to_plotly_json() for t in phased.data]
+    else:
+        keep, _ = decimated(len(xs))
+        paths = [_line_dict(xs[keep], ys[keep], "path", color=PATH_COLOR, width=2)]
     ex, ey, clipped = _inside(name, float(xs[-1]), float(ys[-1]))
     if traj.diverged:
         label = "diverged (left the frame here)" if clipped else "diverged"
         end = dict(name=label, size=14, color="red", symbol="x", line=dict(width=2, color="black"))
     else:
         end = dict(name="end", size=12, color="black", symbol="star")
-    fig.add_trace(_markers([ex], [ey], **end))
-    finish_layout(fig, _title(traj), height=440, legend=dict(orientation="h", y=-0.15),
-                  images=[landscape_image(name)])
-    _landscape_axes(fig, name, titled=True)
-    return fig
+    start = _marker_dict(xs[:1], ys[:1], "start", size=11, color="white", symbol="circle",
+                         line=dict(width=2, color="black"))
+    (x0, x1), (y0, y1) = LANDSCAPES[name].cls.bounds
+    return light_figure(
+        [*paths, colorbar_trace(name).to_plotly_json(), start, _marker_dict([ex], [ey], **end)],
+        # the legend below the x-axis title, also on a phone where the plot is short
+        _title(traj), height=440, legend=dict(orientation="h", y=-0.24, yanchor="top"),
+        images=[landscape_image(name, lined=True)],
+        xaxis=dict(range=[x0, x1], title=dict(text="x")), yaxis=dict(range=[y0, y1], title=dict(text="y")),
+    )
 
 
 def energy_figure(traj: Any) -> go.Figure:
     """H, K and L at (θ_t, p_t) on batch B_t over the steps."""
-    steps = np.arange(len(traj.hamiltonian))
-    h, k, loss = (as_array(v) for v in (traj.hamiltonian, traj.kinetic, traj.loss))
+    steps, stride = decimated(len(traj.hamiltonian))
+    h, k, loss = (as_array(v)[steps] for v in (traj.hamiltonian, traj.kinetic, traj.loss))
     same = identical_series(h, loss)
-    fig = figure(
+    traces = [
         # drawn first and wider, so an identical L on top leaves it visible
-        line_trace(steps, h, "H (= L: K is 0)" if same else "H", color=COLORS[0], width=5 if same else 2),
-        line_trace(steps, k, "K", color=COLORS[1]),
-        line_trace(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
-    )
-    title = "energy: H = K + L"
+        _line_dict(steps, h, "H (= L: K is 0)" if same else "H", color=COLORS[0], width=5 if same else 2),
+        _line_dict(steps, k, "K", color=COLORS[1]),
+        _line_dict(steps, loss, "L", color=COLORS[2], **({"dash": "dot"} if same else {})),
+    ]
+    title = "energy: H = K + L" + _every(stride)
     if "cap" in traj.config.info.uses and traj.config.cap is not None:
         title += f" (cap engaged {traj.cap_engagements}×)"
     if traj.diverged:
         title += f" — diverged at step {traj.diverged_at}"
-    finish_layout(fig, title, xaxis_title="step", yaxis_title="nats")
-    return fig
+    return light_figure(traces, title, xaxis=dict(title=dict(text="step")), yaxis=dict(title=dict(text="nats")))
 
 
 def delta_h_figure(traj: Any) -> go.Figure:
     """|ΔH^int_t| per step and, on a noisy landscape, |ΔH^traj_t| and |δ_t| (log scale)."""
-    steps = np.arange(len(traj.delta_h_int))
+    steps, stride = decimated(len(traj.delta_h_int))
     series = [("|ΔH<sup>int</sup>| same batch", traj.delta_h_int, dict(color=COLORS[0]))]
     if traj.noisy:
         series += [
             ("|ΔH<sup>traj</sup>| cross batch", traj.delta_h_traj, dict(color=COLORS[1])),
             ("|δ| resampling", traj.resampling, dict(color="#999", dash="dot")),
         ]
-        title = f"|ΔH| per step — tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
+        title = f"|ΔH| per step<br>tail median: int {traj.drift_int:.3g}, traj {traj.drift_traj:.3g}"
     else:
         title = f"|ΔH| per step — tail median {traj.drift_int:.3g}"
-    fig = figure(
-        *(line_trace(steps, log_magnitudes(ys), name, **line) for name, ys, line in series)
-    )
-    finish_layout(
-        fig,
+    title += _every(stride)
+    # the legend under the plot: above it, it ran into the title on a phone-wide page
+    return light_figure(
+        [_line_dict(steps, log_magnitudes(ys)[steps], name, **line) for name, ys, line in series],
         title,
-        xaxis_title="step",
-        yaxis_title="|ΔH| (nats)",
-        yaxis_type="log",
-        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.0, font=dict(size=11)),
+        xaxis=dict(title=dict(text="step")),
+        yaxis=dict(title=dict(text="|ΔH| (nats)"), type="log"),
+        legend=dict(orientation="h", y=-0.38, yanchor="top", x=0.0, font=dict(size=11)),
     )
-    return fig
 
 
 def _fit_line(fit: Any, xs: Sequence[float]) -> tuple[list[float], list[float]]:

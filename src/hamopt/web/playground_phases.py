@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 
 __all__ = ["PHASE_COLOURS", "add_phase_paths"]
 
-PHASE_COLOURS = ("#e8175d", "#00b7d4", "#f5b700", "#3fbf3f", "#ff8c00", "#9b59ff")  # visible on the landscape image and the white legend
+# visible on the landscape image and the white legend
+PHASE_COLOURS = ("#e8175d", "#00b7d4", "#f5b700", "#3fbf3f", "#ff8c00", "#9b59ff")
 
 
 def add_phase_paths(fig: go.Figure, traj: Any, xs: np.ndarray, ys: np.ndarray) -> bool:

@@ -22,6 +22,7 @@ from .controls import (
     invalid_input_message,
 )
 from .playground_figures import contour_figure, delta_h_figure, drift_scan_figure, energy_figure
+from .plot_push import PUSH_JS, figures_payload
 from .plot_style import message_figure
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "drift_scan_view",
     "marked_boxes",
     "playground_event",
+    "playground_push",
     "playground_tab",
     "playground_view",
+    "suggest_and_push",
     "suggest_and_run",
     "suggestion_view",
 ]
@@ -135,10 +138,35 @@ def playground_event(*controls: Any) -> tuple[Any, ...]:
     return (status, *plots, *marked_boxes(field))
 
 
+PLOT_IDS = ("pg-contour", "pg-energy", "pg-delta")
+
+
+def _payload(figures: Sequence[Any] | None, field: str | None) -> str:
+    """The figures and the box marks as :data:`~hamopt.web.plot_push.PUSH_JS` reads them."""
+    bad = _FIELD_BOXES.get(field or "", (field,))
+    return figures_payload(
+        None if figures is None else dict(zip(PLOT_IDS, figures, strict=True)),
+        invalid=tuple(BOX_IDS[name] for name in MARKED_BOXES if name in bad),
+        markable=tuple(BOX_IDS[name] for name in MARKED_BOXES),
+        mark_class=INVALID_CLASS,
+    )
+
+
+def playground_push(*controls: Any) -> tuple[str, str]:
+    """:func:`playground_event` as the page wires it: the status, and one JSON text for
+    :data:`~hamopt.web.plot_push.PUSH_JS` with the three figures (none on bad input or a failure:
+    the plots keep their last drawing) and the box to mark."""
+    status, figures, field = _run_view(controls)
+    return status, _payload(figures, field)
+
+
 # the boxes an invalid-input message can point at (config field → boxes), in output order
 MARKED_BOXES = ("step_size", "gamma", "mass", "cap", "momentum", "weight_decay", "eta", "f0", "nu",
                 "steps", "noise", "x0", "y0", "seed")
 _FIELD_BOXES = {"start": ("x0", "y0")}
+# their element ids
+BOX_IDS = {**{name: elem_id for name, _, elem_id, _ in NUMBER_BOXES},
+           "x0": "pg-x0", "y0": "pg-y0", "seed": "pg-seed"}
 INVALID_CLASS = "hamopt-invalid"
 
 
@@ -247,6 +275,12 @@ def suggest_and_run(*controls: Any) -> tuple[Any, ...]:
     return (*updates, *playground_view(*(values[n] for n in CONTROL_NAMES)))
 
 
+def suggest_and_push(*controls: Any) -> tuple[Any, ...]:
+    """:func:`suggest_and_run` with the figures as :func:`playground_push` sends them."""
+    *updates, status, contour, energy, delta = suggest_and_run(*controls)
+    return (*updates, status, _payload((contour, energy, delta), None))
+
+
 # ---------------------------------------------------------------------- layout
 def _control_column(d: pg.PlaygroundConfig) -> tuple[dict[str, Any], gr.Button]:
     """The controls (by :data:`CONTROL_NAMES` name) for the default config ``d``, and the scan
@@ -295,35 +329,38 @@ def playground_tab(app: gr.Blocks) -> None:
                     elem_id="pg-scan-status",
                 )
                 scan_plot = gr.Plot(label="drift vs step size", elem_id="pg-scan-plot")
+        # the figures of a recompute, as JSON text for PUSH_JS (never shown)
+        pushed = gr.Textbox(visible=False)
         controls = [boxes[name] for name in CONTROL_NAMES]
         plots = [status, contour, energy, delta]
         # .input: a user's change (a value set by suggest_and_run does not fire it again).
         # Every recompute shows a busy timer on its outputs (show_progress="minimal"); one run at
         # a time for the whole tab, and while one runs only the latest change waits (always_last):
-        # superseded requests are dropped, never drawn out of order.
+        # superseded requests are dropped, never drawn out of order. The plots drawn on page load
+        # are then redrawn in place (Plotly.react, see plot_push).
         gr.on(
             triggers=[boxes[n].input for n in CONTROL_NAMES if n not in ("landscape", "optimizer")],
-            fn=playground_event,
+            fn=playground_push,
             inputs=controls,
-            outputs=[*plots, *(boxes[n] for n in MARKED_BOXES)],
+            outputs=[status, pushed],
             trigger_mode="always_last",
             show_progress="minimal",
             show_progress_on=plots,
             concurrency_limit=1,
             concurrency_id="playground",
-        )
+        ).then(None, inputs=[pushed], js=PUSH_JS, show_progress="hidden")
         suggested = [boxes[n] for n in ("step_size", "steps", "x0", "y0", *HYPER_FIELDS)]
         gr.on(
             triggers=[boxes["landscape"].input, boxes["optimizer"].input],
-            fn=suggest_and_run,
+            fn=suggest_and_push,
             inputs=controls,
-            outputs=[*suggested, *plots],
+            outputs=[*suggested, status, pushed],
             trigger_mode="always_last",
             show_progress="minimal",
             show_progress_on=plots,
             concurrency_limit=1,
             concurrency_id="playground",
-        )
+        ).then(None, inputs=[pushed], js=PUSH_JS, show_progress="hidden")
         scan_btn.click(
             drift_scan_view,
             inputs=controls,
