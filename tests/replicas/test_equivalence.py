@@ -1,0 +1,36 @@
+"""Each replica of a batch computes what the unbatched optimiser and EnergyTracker compute alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from .helpers import assert_records_close, run_alone, run_batched
+
+CASES = [
+    ("leapfrog", "exact", {"cap": None}, [0.05, 0.1, 0.2]),
+    ("leapfrog", "streaming", {"cap": None}, [0.05, 0.1, 0.2]),
+    ("euler", "exact", {"cap": None}, [0.02, 0.04, 0.08]),
+    ("euler", "streaming", {"cap": None}, [0.02, 0.04, 0.08]),
+    ("sgd", None, {"momentum": 0.9, "weight_decay": 1e-3}, [0.01, 0.02, 0.05]),
+    ("adamw", None, {}, [1e-3, 3e-3, 1e-2]),
+]
+SEEDS = [0, 1, 2]
+
+
+@pytest.mark.parametrize(("type_", "mode", "hyper", "steps_sizes"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_float64_replicas_equal_the_unbatched_optimiser(type_, mode, hyper, steps_sizes):
+    steps = 40
+    tracker, _, _ = run_batched(type_, steps_sizes, SEEDS, hyper, mode, steps, torch.float64)
+    for r, (lr, seed) in enumerate(zip(steps_sizes, SEEDS)):
+        alone = run_alone(type_, lr, seed, hyper, mode, steps, torch.float64)
+        assert_records_close(alone, tracker.records[r], 1e-12)
+
+
+@pytest.mark.parametrize(("type_", "mode", "hyper", "steps_sizes"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_float32_series_within_1e5_over_200_steps(type_, mode, hyper, steps_sizes):
+    steps = 200
+    tracker, _, _ = run_batched(type_, steps_sizes, SEEDS, hyper, mode, steps, torch.float32)
+    for r, (lr, seed) in enumerate(zip(steps_sizes, SEEDS)):
+        alone = run_alone(type_, lr, seed, hyper, mode, steps, torch.float32)
+        assert_records_close(alone, tracker.records[r], 1e-5)
