@@ -138,6 +138,18 @@ class DriftStudy(Study):
         return family.build(params, cfg.step_size, cfg.hyper, seed=optimizer_seed(cfg.seed),
                             mode=cfg.mode if family.modes else None, device=self.spec.device)
 
+    def replica_batches(self, todo: list[RunConfig]) -> list[list[RunConfig]]:
+        """Compatible runs batched as replicas when the spec asks for it (:mod:`hamopt.replicas.lab`)."""
+        from ..replicas.lab import replica_batches
+
+        return replica_batches(self.spec, todo)
+
+    def run_batch(self, cfgs: list[RunConfig], store: RunStore, on_step: Callable[[int], None] | None,
+                  finished: Callable[[RunOutcome, Any], None]) -> None:
+        from ..replicas.lab import run_replica_batch
+
+        run_replica_batch(self, cfgs, store, on_step, finished)
+
     def start(self, cfg: RunConfig) -> DriftRun:
         return DriftRun(self, cfg)
 
