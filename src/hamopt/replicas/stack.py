@@ -41,7 +41,8 @@ class ReplicaStack:
     Args:
         models: the R replicas (same architecture, parameter names, shapes and dtypes); their
             current values become the stacked values (the modules themselves are not used again).
-        loss_fn: ``(output, target) -> scalar`` per replica (default: cross-entropy).
+        loss_fn: ``(output, target) -> scalar`` per replica (default: cross-entropy, the mean over
+            each replica's batch; computed as one call over the stacked outputs).
 
     Attributes:
         params: name → stacked parameter ``[R, *shape]`` (leaf tensors that require a gradient).
@@ -77,6 +78,7 @@ class ReplicaStack:
 
         self._losses = vmap(one)
         self._outputs = vmap(lambda p, b, x: functional_call(self._template, (p, b), (x,)))
+        self._cross_entropy = loss_fn is F.cross_entropy
 
     # ------------------------------------------------------------------ evaluation
     def parameters(self) -> list[Tensor]:
@@ -89,6 +91,11 @@ class ReplicaStack:
             raise ValueError(f"x, y: the leading axis must be the replica axis of size {self.size}; got "
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
         self._template.train(self.training)
+        if self._cross_entropy and y.dim() == 2:
+            # the model vectorised, the loss as one call over all rows (a row's mean per replica)
+            out = self._outputs(self.params, self.buffers, x)
+            rows = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
+            return rows.view(self.size, -1).mean(1)
         return self._losses(self.params, self.buffers, x, y)
 
     def outputs(self, x: Tensor) -> Tensor:
