@@ -37,12 +37,13 @@ def batch(x: torch.Tensor, y: torch.Tensor, t: int) -> tuple[torch.Tensor, torch
 
 
 def run_alone(type_: str, step_size: float, seed: int, hyper: dict[str, Any], mode: str | None, steps: int,
-              dtype: torch.dtype, poison: dict[int, int] | None = None) -> list[Any]:
+              dtype: torch.dtype, poison: dict[int, int] | None = None, opt_seed: int | None = None) -> list[Any]:
     """Replica ``seed`` alone: its records until it stops (non-finite: the tracker raises)."""
     model = make_model(seed, dtype)
     x, y = data(seed, dtype)
     family = families.get(type_)
-    opt = family.build(model.parameters(), step_size, hyper, mode=mode if family.modes else None)
+    opt = family.build(model.parameters(), step_size, hyper, mode=mode if family.modes else None,
+                       **({} if opt_seed is None else {"seed": opt_seed}))
     tracker = EnergyTracker(opt)
     for t in range(steps):
         xb, yb = batch(x, y, t)
@@ -59,7 +60,10 @@ def run_batched(type_: str, step_sizes: list[float], seeds: list[int], hyper: di
                 steps: int, dtype: torch.dtype, poison: dict[int, int] | None = None,
                 stop_after: int | None = None) -> tuple[ReplicaTracker, Any, ReplicaStack]:
     stack = ReplicaStack([make_model(s, dtype) for s in seeds])
-    opt = build_replica_optimizer(type_, stack.parameters(), step_sizes, hyper, mode=mode)
+    from hamopt.experiments.drift_setup import optimizer_seed
+
+    opt = build_replica_optimizer(type_, stack.parameters(), step_sizes, hyper, mode=mode,
+                                  seeds=[optimizer_seed(s) for s in seeds])
     tracker = ReplicaTracker(opt, stack.zero_grad)
     advance(tracker, stack, seeds, 0, steps if stop_after is None else stop_after, dtype, poison)
     return tracker, opt, stack

@@ -34,3 +34,22 @@ def test_float32_series_within_1e5_over_200_steps(type_, mode, hyper, steps_size
     for r, (lr, seed) in enumerate(zip(steps_sizes, SEEDS)):
         alone = run_alone(type_, lr, seed, hyper, mode, steps, torch.float32)
         assert_records_close(alone, tracker.records[r], 1e-5)
+
+
+ECD_HYPER = [{"eta": 2.0, "nu": 1e-3}, {"eta": 3.0, "nu": 0.0, "deltaEn": 0.5, "weight_decay": 1e-3},
+             {"eta": 2.0, "nu": 1e-2, "F0": 0.9}]  # F0 near the loss: steps are skipped
+
+
+@pytest.mark.parametrize("hyper", ECD_HYPER, ids=["bounces", "delta-wd", "skips"])
+def test_ecdsep_replicas_draw_their_own_bounces(hyper):
+    from hamopt.experiments.drift_setup import optimizer_seed
+
+    sizes, steps = [0.05, 0.1, 0.2], 40
+    tracker, opt, _ = run_batched("ecdsep", sizes, SEEDS, hyper, None, steps, torch.float64)
+    for r, (lr, seed) in enumerate(zip(sizes, SEEDS)):
+        alone = run_alone("ecdsep", lr, seed, hyper, None, steps, torch.float64, opt_seed=optimizer_seed(seed))
+        assert_records_close(alone, tracker.records[r], 1e-12)
+    if hyper["nu"] > 0:
+        assert all(b > 0 for b in opt.bounces)
+    if "F0" in hyper:
+        assert any(k > 0 for k in opt.skipped_steps) and any(k < steps for k in opt.skipped_steps)

@@ -17,7 +17,9 @@ from hamopt.experiments.spec import parse_spec
 
 EXTRA = [{"name": "leapfrog-huge", "type": "leapfrog", "mode": "exact", "band": "wide", "step_sizes": [0.05, 10.0],
           "hyper": {"cap": None, "mass": "identity"}},
-         {"name": "euler-streaming", "type": "euler", "mode": "streaming", "band": "band", "step_sizes": [0.01]}]
+         {"name": "euler-streaming", "type": "euler", "mode": "streaming", "band": "band", "step_sizes": [0.01]},
+         {"name": "ecdsep", "type": "ecdsep", "band": "band", "step_sizes": [0.01, 0.03], "hyper": {"eta": 2.0}},
+         {"name": "bbi", "type": "bbi", "band": "band", "step_sizes": [0.01]}]
 
 
 def spec(**changes):
@@ -47,7 +49,7 @@ def assert_same_store(a, b, rtol=1e-9):
     for run_id, (ma, fa) in sa.items():
         mb, fb = sb[run_id]
         for key in ("status", "diverged_at_step", "divergence_reason", "spec_hash", "config", "cap_engagements",
-                    "energy_convention", "hamiltonian", "family"):
+                    "energy_convention", "hamiltonian", "family", "optimizer_seed", "ecd"):
             assert ma.get(key) == mb.get(key) or key == "hamiltonian" and math.isclose(
                 ma[key]["H0"], mb[key]["H0"], rel_tol=rtol), (run_id, key, ma.get(key), mb.get(key))
         assert list(fa.columns) == list(fb.columns) and len(fa) == len(fb), run_id

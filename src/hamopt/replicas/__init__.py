@@ -6,7 +6,8 @@ step's time is Python and kernel-launch overhead. This package runs R such runs 
 * :class:`ReplicaStack` — the R models stacked ``[R, *shape]`` and evaluated with
   ``vmap(functional_call)`` (each replica its own parameters, buffers and batch);
 * :class:`ReplicaLeapfrog`, :class:`ReplicaEuler` (exact and streaming), :class:`ReplicaSGD`
-  (heavy ball) and :class:`ReplicaAdamW` — the optimisers with per-replica step sizes, energy
+  (heavy ball), :class:`ReplicaAdamW` and :class:`ReplicaECDSep` (each replica its own generator)
+  — the optimisers with per-replica step sizes, energy
   references, cap decisions and non-finite handling (a diverged replica is frozen, the others
   go on);
 * :class:`ReplicaTracker` — per replica, the :class:`~hamopt.energy.StepRecord` the unbatched
@@ -18,6 +19,7 @@ The lab uses them through ``hamopt sweep --replicas auto|R`` (:mod:`hamopt.repli
 
 from .baselines import ReplicaAdamW, ReplicaSGD
 from .base import ReplicaOptimizer
+from .ecd import ReplicaECDSep
 from .hamiltonian import ReplicaEuler, ReplicaLeapfrog
 from .stack import ReplicaStack
 from .tracker import ReplicaTracker
@@ -26,6 +28,7 @@ from .families import BATCHED_TYPES, build_replica_optimizer
 __all__ = [
     "BATCHED_TYPES",
     "ReplicaAdamW",
+    "ReplicaECDSep",
     "ReplicaEuler",
     "ReplicaLeapfrog",
     "ReplicaOptimizer",

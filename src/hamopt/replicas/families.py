@@ -14,18 +14,21 @@ from torch import Tensor
 
 from .base import ReplicaOptimizer
 from .baselines import ReplicaAdamW, ReplicaSGD
+from .ecd import ReplicaECDSep
 from .hamiltonian import ReplicaEuler, ReplicaLeapfrog
 
 __all__ = ["BATCHED_TYPES", "build_replica_optimizer"]
 
-BATCHED_TYPES = ("leapfrog", "euler", "sgd", "adamw")
+BATCHED_TYPES = ("leapfrog", "euler", "sgd", "adamw", "ecdsep")
 
 
 def build_replica_optimizer(type_: str, params: Sequence[Tensor], step_sizes: Sequence[float],
-                            hyper: Mapping[str, Any], *, mode: str | None = None) -> ReplicaOptimizer:
+                            hyper: Mapping[str, Any], *, mode: str | None = None,
+                            seeds: Sequence[int] | None = None) -> ReplicaOptimizer:
     """The batched optimiser of family ``type_`` over stacked ``params``, replica r at ``step_sizes[r]``.
 
-    ``hyper`` is validated by the family (defaults filled in, unknown keys refused)."""
+    ``hyper`` is validated by the family (defaults filled in, unknown keys refused); ``seeds`` are
+    the seeds of the replicas' own generators (ECDSep's bounces; required there)."""
     from .. import families
 
     if type_ not in BATCHED_TYPES:
@@ -40,6 +43,11 @@ def build_replica_optimizer(type_: str, params: Sequence[Tensor], step_sizes: Se
         return ReplicaSGD(params, lr=list(step_sizes), momentum=float(h["momentum"]),
                           dampening=float(h["dampening"]), weight_decay=float(h["weight_decay"]),
                           nesterov=bool(h["nesterov"]))
+    if type_ == "ecdsep":
+        if seeds is None:
+            raise ValueError("seeds: ECDSep replicas need one generator seed per replica")
+        options = {k: h[k] for k in ("eta", "F0", "nu", "s", "deltaEn", "weight_decay", "consEn", "eps1", "eps2")}
+        return ReplicaECDSep(params, lr=list(step_sizes), seeds=list(seeds), **options)
     if type_ == "adamw":
         return ReplicaAdamW(params, lr=list(step_sizes), betas=tuple(float(b) for b in h["betas"]),
                             eps=float(h["eps"]), weight_decay=float(h["weight_decay"]), amsgrad=bool(h["amsgrad"]))

@@ -5,7 +5,7 @@ do into batches of *compatible* runs (:func:`replica_batches`): same optimiser t
 hyper-parameters, default ablation (model, data and dtype are the spec's, so always shared). The
 step size and the seed may differ: each replica is built from its own seed, reads its own batch
 stream (``BatchStream(seed)``, exactly the unbatched run's batches) and steps at its own step
-size. Runs that cannot batch — the ECD family, non-default ablations, a spec with the stability
+size. Runs that cannot batch — BBI and ECD q=1, non-default ablations, a spec with the stability
 monitor — run alone as before.
 
 Each replica yields the rows :func:`~hamopt.experiments.drift_run.records_to_rows` makes of the
@@ -91,7 +91,7 @@ class ReplicaBatch:
     def __init__(self, study: Any, cfgs: list[Any]) -> None:
         from .. import families
         from ..data import BatchStream
-        from ..experiments.drift_setup import DTYPES, build
+        from ..experiments.drift_setup import DTYPES, build, optimizer_seed
 
         spec = study.spec
         self.cfgs = cfgs
@@ -107,7 +107,8 @@ class ReplicaBatch:
         family = families.get(cfgs[0].type)
         self.optimizer = build_replica_optimizer(cfgs[0].type, self.stack.parameters(),
                                                  [c.step_size for c in cfgs], cfgs[0].hyper,
-                                                 mode=cfgs[0].mode if family.modes else None)
+                                                 mode=cfgs[0].mode if family.modes else None,
+                                                 seeds=[optimizer_seed(c.seed) for c in cfgs])
         self.tracker = ReplicaTracker(self.optimizer, self.stack.zero_grad)
         self.after: list[list[float]] = [[] for _ in cfgs]
         self.final_loss: list[float | None] = [None] * self.size
@@ -165,8 +166,13 @@ def _family_manifest(cfg: Any, opt: Any, r: int) -> dict[str, Any]:
 
     family = families.get(cfg.type)
     out = family.manifest(None)
+    displacement = bool(getattr(opt, "displacement_form", False))
     out["energy_convention"] = {"name": family.energy.name, "label": family.label(dict(cfg.hyper)),
-                                "displacement_form": False, "description": family.energy.description}
+                                "displacement_form": displacement, "description": family.energy.description}
+    if displacement:
+        out["optimizer_seed"] = int(opt.seeds[r])
+        out["ecd"] = {"steps": int(opt.steps[r]), "skipped_steps": int(opt.skipped_steps[r]),
+                      "bounces": int(opt.bounces[r])}
     if cfg.type in ("leapfrog", "euler"):
         h0 = opt.H0[r]
         out["hamiltonian"] = {"mode": opt.mode, "H0": None if h0 is None else float(h0),

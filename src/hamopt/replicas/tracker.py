@@ -9,7 +9,9 @@ alone (None for a frozen replica):
   the previous step);
 * SGD-momentum, AdamW: K of each replica's state before and after the step, its loss at θ_t and
   gradient norm from the closure, and the loss after the step from one extra forward pass on the
-  same batches; ``ΔH^int = K_{t+1} + L_{B_t}(θ_{t+1}) − K_t − L_{B_t}(θ_t)``.
+  same batches; ``ΔH^int = K_{t+1} + L_{B_t}(θ_{t+1}) − K_t − L_{B_t}(θ_t)``;
+* ECDSep (the displacement form): the same, with ``K_{t+1} = ½ ‖θ_{t+1} − θ_t‖² / lr_r`` measured
+  from a copy of θ_t and ``K_t`` the previous step's value (0 at the start).
 
 As in the unbatched tracker, a record gains ``resampling`` (δ) and ``delta_h_traj`` when the next
 step evaluates its batch.
@@ -28,7 +30,7 @@ from ..energy import StepRecord
 __all__ = ["ReplicaTracker"]
 
 _LABELS = {"ReplicaLeapfrog": "leapfrog", "ReplicaEuler": "euler", "ReplicaSGD": "sgd-momentum",
-           "ReplicaAdamW": "adamw"}
+           "ReplicaAdamW": "adamw", "ReplicaECDSep": "ecdsep"}
 
 
 class ReplicaTracker:
@@ -48,6 +50,7 @@ class ReplicaTracker:
         self._zero_grad = zero_grad
         self.records: list[list[StepRecord]] = [[] for _ in range(optimizer.size)]
         self._streaming_delta: list[float | None] = [None] * optimizer.size
+        self._kinetic_prev = [0.0] * optimizer.size
 
     def _closure(self, batch_losses: Callable[[], Tensor]) -> Callable[[], Tensor]:
         def closure() -> Tensor:
@@ -104,13 +107,24 @@ class ReplicaTracker:
 
     def _baseline_step(self, batch_losses: Callable[[], Tensor]) -> list[StepRecord | None]:
         opt = self.optimizer
-        k_before = opt.kinetic_energy()
+        displacement = getattr(opt, "displacement_form", False)
+        if displacement:
+            k_before = list(self._kinetic_prev)
+            before = [p.detach().clone() for p in opt.params]
+        else:
+            k_before = opt.kinetic_energy()
         opt.step(self._closure(batch_losses))
         if not any(opt.stepped):
             return [None] * opt.size
         with no_grad():
             after = batch_losses().detach().double().tolist()
-        k_after = opt.kinetic_energy()
+        if displacement:
+            moved = sum((p.detach().reshape(opt.size, -1).double() - b.reshape(opt.size, -1).double()).square().sum(1)
+                        for p, b in zip(opt.params, before))
+            k_after = [0.5 * m / lr for m, lr in zip(moved.tolist(), opt.lr)]
+            self._kinetic_prev = [k if s else old for k, s, old in zip(k_after, opt.stepped, self._kinetic_prev)]
+        else:
+            k_after = opt.kinetic_energy()
         out: list[StepRecord | None] = []
         for r in range(opt.size):
             if not opt.stepped[r]:
