@@ -27,6 +27,8 @@ way for every study:
 * **torchrun** — under ``torchrun --nproc-per-node N`` every run is one DDP job over the N ranks
   (:mod:`.ddp`): the plan is made and written by rank 0 and sent to the others, all ranks train
   each run together, rank 0 alone commits, logs and shows progress;
+* **replicas** — a study may group runs into batches trained as one vectorised computation
+  (:meth:`Study.replica_batches`, :meth:`Study.run_batch`; the drift study: :mod:`hamopt.replicas.lab`);
 * **progress** — one bar over all the steps still to run (``progress=False`` for none).
 """
 
@@ -171,16 +173,10 @@ class SweepSummary:
     outcomes: tuple[RunOutcome, ...] = ()
 
 
-def _exploded(loss: float, initial: float, factor: float) -> bool:
-    limit = factor * abs(initial)
-    return limit > 0 and loss > limit
-
-
 def explosion(loss: float, initial: float, factor: float) -> str | None:
     """Why a finite loss ends its run as ``diverged`` (``L_t > factor · |L_0|``), or None."""
-    if not _exploded(loss, initial, factor):
-        return None
-    return f"loss {loss:.4g} > {factor:g} x initial loss {initial:.4g}"
+    limit = factor * abs(initial)
+    return f"loss {loss:.4g} > {factor:g} x initial loss {initial:.4g}" if limit > 0 and loss > limit else None
 
 
 def execute(
