@@ -144,16 +144,25 @@ def throughput(problem: str, replicas: int, steps: int, rounds: int, device: str
     return out
 
 
+def _peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (``VmHWM``: per address space, so not inherited
+    from the parent the way ``ru_maxrss`` is across ``exec``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not in /proc/self/status")
+
+
 def peak_memory_mb(problem: str, replicas: int, steps: int, kind: str, device: str) -> float:
     """Peak resident memory (MB) of a fresh process that builds ``kind`` and runs one round;
     on CUDA the peak allocated device memory."""
     code = (
-        "import sys, json, resource, torch; sys.path.insert(0, %r); import bench_replicas as b; "
+        "import sys, json, torch; sys.path.insert(0, %r); import bench_replicas as b; "
         "c = {'serial': b.Serial, 'batched': b.Batched}[%r](%r, %d, %r); c.round(%d); "
         "cuda = %r.startswith('cuda'); "
-        "print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if cuda else "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
-    ) % (sys.path[0], kind, problem, replicas, device, steps, device)
+        "print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if cuda else b._peak_rss_mb()))"
+    ) % (os.path.dirname(os.path.abspath(__file__)), kind, problem, replicas, device, steps, device)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in args.replicas:
             res = throughput(problem, r, args.steps, args.rounds, args.device)
             row = {"problem": problem, "replicas": r, **res}
-            line = f"| {problem} | {r} | {res['serial']:.0f} | {res['batched']:.0f} | {res['speedup']:.2f}x |"
+            line = f"| {problem} | {r} | {res['serial']:.3g} | {res['batched']:.3g} | {res['speedup']:.2f}x |"
             if args.memory:
                 row["peak_mb_serial"] = peak_memory_mb(problem, r, 2, "serial", args.device)
                 row["peak_mb_batched"] = peak_memory_mb(problem, r, 2, "batched", args.device)
