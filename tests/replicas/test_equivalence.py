@@ -53,3 +53,22 @@ def test_ecdsep_replicas_draw_their_own_bounces(hyper):
         assert all(b > 0 for b in opt.bounces)
     if "F0" in hyper:
         assert any(k > 0 for k in opt.skipped_steps) and any(k < steps for k in opt.skipped_steps)
+
+
+BBI_HYPER = [{"threshold0": 5, "threshold": 7, "n_fixed_bounces": 2},
+             {"deltaEn": 0.3, "weight_decay": 1e-3, "threshold0": 4, "threshold": 100},
+             {"v0": 0.9, "threshold0": 3, "threshold": 5}]  # v0 near the loss: steps are skipped
+
+
+@pytest.mark.parametrize("hyper", BBI_HYPER, ids=["bounces", "delta-wd", "skips"])
+def test_bbi_replicas_bounce_and_skip_on_their_own(hyper):
+    from hamopt.experiments.drift_setup import optimizer_seed
+
+    sizes, steps = [0.05, 0.1, 0.2], 30
+    tracker, opt, _ = run_batched("bbi", sizes, SEEDS, hyper, None, steps, torch.float64)
+    for r, (lr, seed) in enumerate(zip(sizes, SEEDS)):
+        alone = run_alone("bbi", lr, seed, hyper, None, steps, torch.float64, opt_seed=optimizer_seed(seed))
+        assert_records_close(alone, tracker.records[r], 1e-12)
+    assert all(b > 0 for b in opt.bounces)
+    if "v0" in hyper:
+        assert any(k > 0 for k in opt.skipped_steps)

@@ -6,7 +6,8 @@ step's time is Python and kernel-launch overhead. This package runs R such runs 
 * :class:`ReplicaStack` — the R models stacked ``[R, *shape]`` and evaluated with
   ``vmap(functional_call)`` (each replica its own parameters, buffers and batch);
 * :class:`ReplicaLeapfrog`, :class:`ReplicaEuler` (exact and streaming), :class:`ReplicaSGD`
-  (heavy ball), :class:`ReplicaAdamW` and :class:`ReplicaECDSep` (each replica its own generator)
+  (heavy ball), :class:`ReplicaAdamW`, :class:`ReplicaECDSep` and :class:`ReplicaBBI` (each replica its own
+  generator)
   — the optimisers with per-replica step sizes, energy
   references, cap decisions and non-finite handling (a diverged replica is frozen, the others
   go on);
@@ -18,6 +19,7 @@ The lab uses them through ``hamopt sweep --replicas auto|R`` (:mod:`hamopt.repli
 """
 
 from .baselines import ReplicaAdamW, ReplicaSGD
+from .bbi import ReplicaBBI
 from .base import ReplicaOptimizer
 from .ecd import ReplicaECDSep
 from .hamiltonian import ReplicaEuler, ReplicaLeapfrog
@@ -28,6 +30,7 @@ from .families import BATCHED_TYPES, build_replica_optimizer
 __all__ = [
     "BATCHED_TYPES",
     "ReplicaAdamW",
+    "ReplicaBBI",
     "ReplicaECDSep",
     "ReplicaEuler",
     "ReplicaLeapfrog",

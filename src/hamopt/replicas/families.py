@@ -14,12 +14,13 @@ from torch import Tensor
 
 from .base import ReplicaOptimizer
 from .baselines import ReplicaAdamW, ReplicaSGD
+from .bbi import ReplicaBBI
 from .ecd import ReplicaECDSep
 from .hamiltonian import ReplicaEuler, ReplicaLeapfrog
 
 __all__ = ["BATCHED_TYPES", "build_replica_optimizer"]
 
-BATCHED_TYPES = ("leapfrog", "euler", "sgd", "adamw", "ecdsep")
+BATCHED_TYPES = ("leapfrog", "euler", "sgd", "adamw", "ecdsep", "bbi")
 
 
 def build_replica_optimizer(type_: str, params: Sequence[Tensor], step_sizes: Sequence[float],
@@ -28,7 +29,7 @@ def build_replica_optimizer(type_: str, params: Sequence[Tensor], step_sizes: Se
     """The batched optimiser of family ``type_`` over stacked ``params``, replica r at ``step_sizes[r]``.
 
     ``hyper`` is validated by the family (defaults filled in, unknown keys refused); ``seeds`` are
-    the seeds of the replicas' own generators (ECDSep's bounces; required there)."""
+    the seeds of the replicas' own generators (ECDSep's and BBI's bounces; required there)."""
     from .. import families
 
     if type_ not in BATCHED_TYPES:
@@ -48,6 +49,12 @@ def build_replica_optimizer(type_: str, params: Sequence[Tensor], step_sizes: Se
             raise ValueError("seeds: ECDSep replicas need one generator seed per replica")
         options = {k: h[k] for k in ("eta", "F0", "nu", "s", "deltaEn", "weight_decay", "consEn", "eps1", "eps2")}
         return ReplicaECDSep(params, lr=list(step_sizes), seeds=list(seeds), **options)
+    if type_ == "bbi":
+        if seeds is None:
+            raise ValueError("seeds: BBI replicas need one generator seed per replica")
+        keys = ("v0", "threshold0", "threshold", "n_fixed_bounces", "deltaEn", "weight_decay", "consEn", "eps1",
+                "eps2", "momentum_init")
+        return ReplicaBBI(params, lr=list(step_sizes), seeds=list(seeds), **{k: h[k] for k in keys})
     if type_ == "adamw":
         return ReplicaAdamW(params, lr=list(step_sizes), betas=tuple(float(b) for b in h["betas"]),
                             eps=float(h["eps"]), weight_decay=float(h["weight_decay"]), amsgrad=bool(h["amsgrad"]))

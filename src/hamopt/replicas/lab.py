@@ -5,7 +5,7 @@ do into batches of *compatible* runs (:func:`replica_batches`): same optimiser t
 hyper-parameters, default ablation (model, data and dtype are the spec's, so always shared). The
 step size and the seed may differ: each replica is built from its own seed, reads its own batch
 stream (``BatchStream(seed)``, exactly the unbatched run's batches) and steps at its own step
-size. Runs that cannot batch — BBI and ECD q=1, non-default ablations, a spec with the stability
+size. Runs that cannot batch — ECD q=1, BBI with ``momentum_init: per_tensor``, non-default ablations, a spec with the stability
 monitor — run alone as before.
 
 Each replica yields the rows :func:`~hamopt.experiments.drift_run.records_to_rows` makes of the
@@ -44,6 +44,8 @@ AUTO_MAX_REPLICAS = 24
 
 def _key(cfg: Any) -> str | None:
     if cfg.type not in BATCHED_TYPES or cfg.ablation != "default":
+        return None
+    if cfg.type == "bbi" and cfg.hyper.get("momentum_init", "global") != "global":
         return None
     return json.dumps([cfg.type, cfg.mode, cfg.hyper], sort_keys=True, default=str)
 

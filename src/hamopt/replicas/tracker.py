@@ -10,7 +10,7 @@ alone (None for a frozen replica):
 * SGD-momentum, AdamW: K of each replica's state before and after the step, its loss at θ_t and
   gradient norm from the closure, and the loss after the step from one extra forward pass on the
   same batches; ``ΔH^int = K_{t+1} + L_{B_t}(θ_{t+1}) − K_t − L_{B_t}(θ_t)``;
-* ECDSep (the displacement form): the same, with ``K_{t+1} = ½ ‖θ_{t+1} − θ_t‖² / lr_r`` measured
+* ECDSep, BBI (the displacement form): the same, with ``K_{t+1} = ½ ‖θ_{t+1} − θ_t‖² / lr_r`` measured
   from a copy of θ_t and ``K_t`` the previous step's value (0 at the start).
 
 As in the unbatched tracker, a record gains ``resampling`` (δ) and ``delta_h_traj`` when the next
@@ -30,7 +30,7 @@ from ..energy import StepRecord
 __all__ = ["ReplicaTracker"]
 
 _LABELS = {"ReplicaLeapfrog": "leapfrog", "ReplicaEuler": "euler", "ReplicaSGD": "sgd-momentum",
-           "ReplicaAdamW": "adamw", "ReplicaECDSep": "ecdsep"}
+           "ReplicaAdamW": "adamw", "ReplicaECDSep": "ecdsep", "ReplicaBBI": "bbi"}
 
 
 class ReplicaTracker:
