@@ -95,5 +95,9 @@ def test_bad_options_are_refused_with_the_field_named():
         build_replica_optimizer("sgd", stack.parameters(), [0.1, 0.1], {"momentum": 0.9})
     with pytest.raises(ValueError, match="momentum must be > 0"):
         build_replica_optimizer("sgd", stack.parameters(), [0.1] * 3, {"momentum": 0.0})
-    with pytest.raises(ValueError, match="type: 'ecdsep' has no batched replicas"):
-        build_replica_optimizer("ecdsep", stack.parameters(), [0.1] * 3, {})
+    with pytest.raises(ValueError, match="type: 'ecdq1' has no batched replicas"):
+        build_replica_optimizer("ecdq1", stack.parameters(), [0.1] * 3, {"eta": 2.0})
+    with pytest.raises(ValueError, match="seeds: ECDSep replicas need one generator seed per replica"):
+        build_replica_optimizer("ecdsep", stack.parameters(), [0.1] * 3, {"eta": 2.0})
+    with pytest.raises(ValueError, match="momentum_init: only 'global' is batched"):
+        build_replica_optimizer("bbi", stack.parameters(), [0.1] * 3, {"momentum_init": "per_tensor"}, seeds=[0, 1, 2])
