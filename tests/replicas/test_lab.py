@@ -64,7 +64,13 @@ def assert_same_store(a, b, rtol=1e-9):
     ta = pd.read_csv(a / "table.csv") if (a / "table.csv").exists() else None
     tb = pd.read_csv(b / "table.csv") if (b / "table.csv").exists() else None
     if ta is not None:
-        pd.testing.assert_frame_equal(ta, tb, rtol=1e-6)
+        # the matched-progress readings choose steps by comparing a run's smoothed losses with a
+        # window edge set by another run's loss: a last-bit difference can move a step across it
+        # (see docs/replicas.md), so they are left out here; every tail fit is compared
+        matched = [c for c in ta.columns if "isoloss" in c or "per_loss" in c]
+        pd.testing.assert_frame_equal(ta.drop(columns=matched), tb.drop(columns=matched), rtol=1e-6)
+        # the memory ablations compare the default run with its ablated twins bit for bit
+        pd.testing.assert_frame_equal(pd.read_csv(a / "ablations.csv"), pd.read_csv(b / "ablations.csv"))
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +136,9 @@ def test_batches_group_compatible_runs_only():
         if len(b) > 1:
             assert b[0].ablation == "default"
     assert all(len(b) == 1 for b in batches if b[0].ablation != "default")
+    partner = [c for c in plan if c.ablation != "default"][0]
+    alone = [b for b in batches if any(c.run_id == partner.run_id.replace(partner.ablation, "default") for c in b)]
+    assert len(alone) == 1 and len(alone[0]) == 1  # the ablations' reference runs alone, bit for bit
     assert [len(b) for b in replica_batches(spec(), plan)] == [1] * len(plan)
     assert batch_size_for("auto", 50) == 17 and batch_size_for("auto", 24) == 24 and batch_size_for(5, 50) == 5
 

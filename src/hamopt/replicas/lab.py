@@ -5,8 +5,9 @@ do into batches of *compatible* runs (:func:`replica_batches`): same optimiser t
 hyper-parameters, default ablation (model, data and dtype are the spec's, so always shared). The
 step size and the seed may differ: each replica is built from its own seed, reads its own batch
 stream (``BatchStream(seed)``, exactly the unbatched run's batches) and steps at its own step
-size. Runs that cannot batch — ECD q=1, BBI with ``momentum_init: per_tensor``, non-default ablations, a spec with the stability
-monitor — run alone as before.
+size. Runs that cannot batch run alone as before: ECD q=1, BBI with ``momentum_init:
+per_tensor``, the memory ablations and the ``default`` run they are compared with bit for bit,
+and every run of a spec with the stability monitor.
 
 Each replica yields the rows :func:`~hamopt.experiments.drift_run.records_to_rows` makes of the
 records the unbatched run would have (:class:`~hamopt.replicas.ReplicaTracker`), the same
@@ -60,15 +61,23 @@ def batch_size_for(replicas: str | int | None, group: int) -> int:
     return int(replicas)
 
 
-def replica_batches(spec: Any, todo: list[Any]) -> list[list[Any]]:
+def _ablation_partners(plan: list[Any]) -> set[tuple[Any, ...]]:
+    """The runs the memory ablations are compared with, bit for bit: the ``default`` run at each
+    ablation run's optimiser, band, step size and seed. They run alone, as the ablation runs do."""
+    return {(c.optimizer, c.band, c.step_size, c.seed) for c in plan if c.ablation != "default"}
+
+
+def replica_batches(spec: Any, todo: list[Any], plan: list[Any] | None = None) -> list[list[Any]]:
     """``todo`` in batches (see the module docstring); the order of the runs within and across
-    batches follows ``todo`` (batches are placed where their first run was)."""
+    batches follows ``todo`` (batches are placed where their first run was). ``plan`` (default:
+    ``todo``) names the ablation runs whose ``default`` partner must run alone."""
     if spec.replicas is None or spec.replicas == 1 or spec.stability is not None:
         return [[c] for c in todo]
+    partners = _ablation_partners(todo if plan is None else plan)
     groups: dict[str, list[Any]] = {}
     order: list[Any] = []
     for cfg in todo:
-        key = _key(cfg)
+        key = None if (cfg.optimizer, cfg.band, cfg.step_size, cfg.seed) in partners else _key(cfg)
         if key is None:
             order.append([cfg])
             continue
