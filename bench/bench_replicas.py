@@ -157,12 +157,13 @@ def _peak_rss_mb() -> float:
 def peak_memory_mb(problem: str, replicas: int, steps: int, kind: str, device: str) -> float:
     """Peak resident memory (MB) of a fresh process that builds ``kind`` and runs one round;
     on CUDA the peak allocated device memory."""
+    here = os.path.dirname(os.path.abspath(__file__))
     code = (
-        "import sys, json, torch; sys.path.insert(0, %r); import bench_replicas as b; "
-        "c = {'serial': b.Serial, 'batched': b.Batched}[%r](%r, %d, %r); c.round(%d); "
-        "cuda = %r.startswith('cuda'); "
+        f"import sys, json, torch; sys.path.insert(0, {here!r}); import bench_replicas as b; "
+        f"c = {{'serial': b.Serial, 'batched': b.Batched}}[{kind!r}]({problem!r}, {replicas}, {device!r}); "
+        f"c.round({steps}); cuda = {device!r}.startswith('cuda'); "
         "print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if cuda else b._peak_rss_mb()))"
-    ) % (os.path.dirname(os.path.abspath(__file__)), kind, problem, replicas, device, steps, device)
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pandas as pd
 import pytest
 
 from hamopt.experiments.runner import DriftStudy, run_sweep
+from hamopt.experiments.spec import parse_spec
 from hamopt.replicas.lab import batch_size_for, replica_batches
 
 from ..experiments.tiny import tiny_dict
-from hamopt.experiments.spec import parse_spec
 
 EXTRA = [{"name": "leapfrog-huge", "type": "leapfrog", "mode": "exact", "band": "wide", "step_sizes": [0.05, 10.0],
           "hyper": {"cap": None, "mass": "identity"}},

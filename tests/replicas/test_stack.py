@@ -39,7 +39,7 @@ def test_batch_norm_keeps_per_replica_statistics():
         model = bn_model(seed)
         alone = EnergyTracker(families.get("leapfrog").build(model.parameters(), sizes[r], {}, mode="exact"))
         for x, y in data[r]:
-            alone.step(lambda x=x, y=y: F.cross_entropy(model(x), y))
+            alone.step(lambda x=x, y=y, model=model: F.cross_entropy(model(x), y))
         losses = [rec.loss for rec in alone.records]
         assert losses == pytest.approx([rec.loss for rec in tracker.records[r]], rel=1e-12)
         for name, buf in model.named_buffers():

@@ -18,14 +18,14 @@ step's time is Python and kernel-launch overhead. This package runs R such runs 
 The lab uses them through ``hamopt sweep --replicas auto|R`` (:mod:`hamopt.replicas.lab`).
 """
 
+from .base import ReplicaOptimizer
 from .baselines import ReplicaAdamW, ReplicaSGD
 from .bbi import ReplicaBBI
-from .base import ReplicaOptimizer
 from .ecd import ReplicaECDSep
+from .families import BATCHED_TYPES, build_replica_optimizer
 from .hamiltonian import ReplicaEuler, ReplicaLeapfrog
 from .stack import ReplicaStack
 from .tracker import ReplicaTracker
-from .families import BATCHED_TYPES, build_replica_optimizer
 
 __all__ = [
     "BATCHED_TYPES",

@@ -151,13 +151,13 @@ class ReplicaAdamW(_ReplicaBaseline):
         step = self._vector([lr / (1.0 - self.beta1 ** k) if a else 0.0 for lr, k, a in zip(self.lr, t, active)],
                             like)
         bc2 = self._vector([math.sqrt(1.0 - self.beta2 ** k) if a else 1.0 for k, a in zip(t, active)], like)
+        col = self._column
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            col = lambda x: self._column(x, p)  # noqa: E731
-            p.mul_(col(decay))
-            m.mul_(col(b1)).addcmul_(g, 1 - col(b1))
-            v.mul_(col(b2)).addcmul_(g * g, 1 - col(b2))
-            denom = (v.sqrt() / col(bc2)).add_(self.eps)
-            p.addcmul_(m / denom, col(step), value=-1)
+            p.mul_(col(decay, p))
+            m.mul_(col(b1, p)).addcmul_(g, 1 - col(b1, p))
+            v.mul_(col(b2, p)).addcmul_(g * g, 1 - col(b2, p))
+            denom = (v.sqrt() / col(bc2, p)).add_(self.eps)
+            p.addcmul_(m / denom, col(step, p), value=-1)
 
     def kinetic_energy(self) -> list[float]:
         """``½ · lr_r/(1−β1) · Σ m̂² / (√v̂ + ε)`` with torch's bias corrections (0 before a step)."""
