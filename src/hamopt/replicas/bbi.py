@@ -31,7 +31,10 @@ def _int_at_least(name: str, value: Any, low: int) -> int:
 
 
 class ReplicaBBI(ReplicaECDSep):
-    """R replicas of :class:`hamopt.optim.BBI` (options as there; ``lr`` and ``seeds`` per replica)."""
+    """R replicas of :class:`hamopt.optim.BBI` (options as there; ``lr`` and ``seeds`` per replica).
+
+    It reuses :class:`ReplicaECDSep`'s generators, momenta, skip and bounce counts, displacement
+    bookkeeping and state handling; ECDSep's own options (η, F0, ν, s) are not used."""
 
     name = "ReplicaBBI"
 
