@@ -6,7 +6,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-
 REPLICAS_HELP = ("train compatible runs (same optimiser type, mode and hyper-parameters) R at a time as one "
                  "vectorised computation, each stored as if run alone: 'auto' (batches of up to 24), a number "
                  "1..256 (1: one run at a time), or 'off' (default: the spec's 'replicas', else off)")
