@@ -168,6 +168,10 @@ def peak_memory_mb(problem: str, replicas: int, steps: int, kind: str, device: s
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def _rate(steps_per_s: float) -> str:
+    return f"{steps_per_s:.0f}" if steps_per_s >= 100 else f"{steps_per_s:.3g}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=["quick", "resnet20"], choices=sorted(PROBLEMS))
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in args.replicas:
             res = throughput(problem, r, args.steps, args.rounds, args.device)
             row = {"problem": problem, "replicas": r, **res}
-            line = f"| {problem} | {r} | {res['serial']:.3g} | {res['batched']:.3g} | {res['speedup']:.2f}x |"
+            line = f"| {problem} | {r} | {_rate(res['serial'])} | {_rate(res['batched'])} | {res['speedup']:.2f}x |"
             if args.memory:
                 row["peak_mb_serial"] = peak_memory_mb(problem, r, 2, "serial", args.device)
                 row["peak_mb_batched"] = peak_memory_mb(problem, r, 2, "batched", args.device)
