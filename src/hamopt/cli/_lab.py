@@ -6,6 +6,37 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+REPLICAS_HELP = ("train compatible runs (same optimiser type, mode and hyper-parameters) R at a time as one "
+                 "vectorised computation, each stored as if run alone: 'auto' (batches of up to 24), a number "
+                 "1..256 (1: one run at a time), or 'off' (default: the spec's 'replicas', else off)")
+
+
+def add_replicas_argument(p: Any) -> None:
+    """``--replicas auto|off|R`` (sweep, reproduce)."""
+    p.add_argument("--replicas", default=None, metavar="auto|off|R", help=REPLICAS_HELP)
+
+
+def replicas_option(value: str | None) -> Any:
+    """The spec value ``--replicas`` asks for: ``"auto"``, an int, ``"off"`` (None in the spec) or
+    None (not given: keep the spec's); anything else is refused naming the option."""
+    from ..errors import OptionError
+    from ..experiments.spec import MAX_REPLICAS
+
+    if value is None or value in ("auto", "off"):
+        return value
+    if value.isdigit() and 1 <= int(value) <= MAX_REPLICAS:
+        return int(value)
+    raise OptionError(f"--replicas must be 'auto', 'off' or a number of replicas in 1..{MAX_REPLICAS}, "
+                      f"got {value!r}")
+
+
+def with_replicas(spec: Any, value: str | None) -> Any:
+    """``spec`` with ``--replicas`` applied (checked by :func:`replicas_option`)."""
+    chosen = replicas_option(value)
+    if chosen is None:
+        return spec
+    return spec.model_copy(update={"replicas": None if chosen == "off" else chosen})
+
 
 def lab_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix: printed as one clear line, exit status 2.

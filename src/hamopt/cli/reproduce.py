@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (1..64; default: the preset's, 1 unless set)")
     add_backend_arguments(p)
+    from ._lab import add_replicas_argument
+
+    add_replicas_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-spec", action="store_true", help="print the preset's YAML and exit")
     p.set_defaults(func=_run)
@@ -62,12 +65,17 @@ def _check_counts(args: argparse.Namespace) -> None:
         raise SpecError(f"--threads must be in 1..1024, got {args.threads}")
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise SpecError(f"--workers must be in 1..64, got {args.workers}")
+    from ._lab import replicas_option
+
+    replicas_option(getattr(args, "replicas", None))
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     from ..experiments.spec import SpecError
 
     _check_counts(args)
+    if args.replicas is not None and args.preset in (*SYMBREAK_PRESETS, *HYBRID_PRESETS):
+        raise SpecError(f"--replicas applies to the drift presets; preset {args.preset!r} runs its own study")
     backend = None if args.print_spec else backend_options(args)
     if args.preset in SYMBREAK_PRESETS:
         from ..experiments.engine import sweep_backend
@@ -92,8 +100,10 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise SpecError("--out is required (a results directory), unless --print-spec")
-    spec = load_preset(args.preset, device=args.device, threads=args.threads, workers=args.workers,
-                       data_root=args.data_root)
+    from ._lab import with_replicas
+
+    spec = with_replicas(load_preset(args.preset, device=args.device, threads=args.threads, workers=args.workers,
+                                     data_root=args.data_root), args.replicas)
     if spec.device.startswith("cuda"):
         import torch
 

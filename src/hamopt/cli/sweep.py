@@ -74,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel processes (1..64; default: the spec's, 1 unless set)")
     add_backend_arguments(p)
+    from ._lab import add_replicas_argument
+
+    add_replicas_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report", action="store_true", help="also write report.html and the figures")
     p.set_defaults(func=_run)
@@ -92,14 +95,15 @@ def _sweep(args: argparse.Namespace) -> int:
     from ..experiments.runner import run_sweep
     from ..experiments.spec import load_spec
     from ..experiments.spec_load import check_runnable
-    from ._lab import print_summary, print_table
+    from ._lab import print_summary, print_table, replicas_option, with_replicas
 
     if args.threads is not None and not 1 <= args.threads <= 1024:
         raise OptionError(f"--threads must be in 1..1024, got {args.threads}")
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise OptionError(f"--workers must be in 1..64, got {args.workers}")
+    replicas_option(args.replicas)
     backend = backend_options(args)
-    spec = load_spec(args.spec)
+    spec = with_replicas(load_spec(args.spec), args.replicas)
     if args.threads is not None:
         spec = spec.model_copy(update={"threads": args.threads})
     if args.workers is not None:

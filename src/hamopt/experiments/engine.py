@@ -27,6 +27,8 @@ way for every study:
 * **torchrun** — under ``torchrun --nproc-per-node N`` every run is one DDP job over the N ranks
   (:mod:`.ddp`): the plan is made and written by rank 0 and sent to the others, all ranks train
   each run together, rank 0 alone commits, logs and shows progress;
+* **replicas** — a study may group runs into batches trained as one vectorised computation
+  (:meth:`Study.replica_batches`, :meth:`Study.run_batch`; the drift study: :mod:`hamopt.replicas.lab`);
 * **progress** — one bar over all the steps still to run (``progress=False`` for none).
 """
 
@@ -58,7 +60,9 @@ __all__ = [
     "StudyRun",
     "SweepSummary",
     "execute",
+    "explosion",
     "run_and_commit",
+    "run_manifest",
     "run_study",
     "sweep_backend",
 ]
@@ -122,6 +126,17 @@ class Study(ABC):
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:  # noqa: B027
         """After the runs (e.g. the drift study's reversibility table)."""
 
+    def replica_batches(self, todo: list[Any]) -> list[list[Any]]:
+        """The runs still to do, grouped into batches trained together as replicas of one
+        vectorised computation (:mod:`hamopt.replicas`); the default: every run alone."""
+        return [[cfg] for cfg in todo]
+
+    def run_batch(self, cfgs: list[Any], store: RunStore, on_step: Callable[[int], None] | None,
+                  finished: Callable[[RunOutcome, Any], None]) -> None:
+        """Train ``cfgs`` (one batch of :meth:`replica_batches`) together and commit each run,
+        calling ``finished(outcome, cfg)`` as each one ends. Only studies that batch implement it."""
+        raise NotImplementedError(f"the {type(self).__name__} does not batch runs")
+
     def check_world(self, world_size: int) -> None:
         """Refuse (a :class:`~hamopt.errors.UserError`) what cannot run as a DDP job over
         ``world_size`` ranks; called under torchrun before anything is written. A study that
@@ -158,9 +173,10 @@ class SweepSummary:
     outcomes: tuple[RunOutcome, ...] = ()
 
 
-def _exploded(loss: float, initial: float, factor: float) -> bool:
+def explosion(loss: float, initial: float, factor: float) -> str | None:
+    """Why a finite loss ends its run as ``diverged`` (``L_t > factor · |L_0|``), or None."""
     limit = factor * abs(initial)
-    return limit > 0 and loss > limit
+    return f"loss {loss:.4g} > {factor:g} x initial loss {initial:.4g}" if limit > 0 and loss > limit else None
 
 
 def execute(
@@ -182,10 +198,9 @@ def execute(
             if not math.isfinite(loss):
                 status, diverged_at, reason = "diverged", t, f"non-finite loss {loss!r}"
                 break
-            if _exploded(loss, initial, study.divergence_factor):
+            reason = explosion(loss, initial, study.divergence_factor)
+            if reason is not None:
                 status, diverged_at = "diverged", t
-                reason = (f"loss {loss:.4g} > {study.divergence_factor:g} x initial loss "
-                          f"{initial:.4g}")
                 break
         else:
             run.finish()
@@ -196,7 +211,14 @@ def execute(
         status = "failed"
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     rows = {"step": []} if run is None else run.rows()
-    wall = time.perf_counter() - t0
+    manifest = run_manifest(study, cfg, run, status=status, diverged_at=diverged_at, error=error,
+                            reason=reason, wall_time_s=time.perf_counter() - t0, started=started)
+    return rows, manifest
+
+
+def run_manifest(study: Study, cfg: Any, run: StudyRun | None, *, status: str, diverged_at: int | None,
+                 error: str | None, reason: str | None, wall_time_s: float, started: float) -> dict[str, Any]:
+    """The manifest of one run that ended with ``status`` (the engine's fields, then the study's)."""
     text = {
         "completed": "completed",
         "diverged": f"diverged at step {diverged_at}",
@@ -215,7 +237,7 @@ def execute(
         "divergence_factor": study.divergence_factor,
         "divergence_reason": reason,
         "error": error,
-        "wall_time_s": wall,
+        "wall_time_s": wall_time_s,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "versions": versions(),
     }
@@ -223,7 +245,7 @@ def execute(
     manifest.update(job.manifest() if job is not None
                     else {"world_size": 1, "distributed_backend": None})
     manifest.update(study.run_manifest(cfg, run))
-    return rows, manifest
+    return manifest
 
 
 def run_and_commit(
@@ -358,8 +380,18 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
         if outcome.status == "failed":
             say(f"run {outcome.run_id} failed: {(outcome.error or '').splitlines()[0]}")
 
+    batches = study.replica_batches(todo) if backend is None and job is None else [[c] for c in todo]
+    batched = any(len(b) > 1 for b in batches)
+    if batched:
+        say(f"replicas: {len(todo)} runs in {len(batches)} batches "
+            f"({', '.join(str(len(b)) for b in batches)} replicas)")
+        if study.workers > 1:
+            say(f"replicas: the batches run one after the other in this process (workers "
+                f"{study.workers} is not used with batched replicas)")
     try:
-        if backend is not None and todo:
+        if batched:
+            _run_batches(study, store, todo, batches, bar, finished)
+        elif backend is not None and todo:
             from .ray_backend import run_on_ray
 
             run_on_ray(study, store, todo, bar, finished, backend, say)
@@ -382,6 +414,24 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
     return SweepSummary(str(store.root), len(plan), skipped, count["completed"],
                         count["diverged"], count["failed"], time.perf_counter() - t_start,
                         tuple(outcomes))
+
+
+def _run_batches(study: Study, store: RunStore, todo: list[Any], batches: list[list[Any]], bar: Any,
+                 finished: Callable[[RunOutcome, int], None]) -> None:
+    """Each batch trained as one computation (a batch of one as a plain run)."""
+    index = {cfg.run_id: i for i, cfg in enumerate(todo)}
+    on_step = None if bar is None else bar.update
+
+    def ended(outcome: RunOutcome, cfg: Any) -> None:
+        if bar is not None and outcome.rows < study.steps:
+            bar.update(study.steps - outcome.rows)
+        finished(outcome, index[cfg.run_id])
+
+    for batch in batches:
+        if len(batch) == 1:
+            ended(run_and_commit(study, batch[0], store, on_step), batch[0])
+        else:
+            study.run_batch(batch, store, on_step, ended)
 
 
 def _run_serial(study: Study, store: RunStore, todo: list[Any], bar: Any,

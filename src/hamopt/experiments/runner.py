@@ -117,7 +117,8 @@ class DriftStudy(Study):
             resolved["stability_calibration"] = self.calibration
         store.write_text("spec.yaml", spec_to_yaml(self.spec) + yaml.safe_dump(resolved,
                                                                                 sort_keys=False))
-        return plan_runs(self.spec, steps)
+        self._plan = plan_runs(self.spec, steps)
+        return self._plan
 
     def check_world(self, world_size: int) -> None:
         """A DDP job needs equal slices of the global batch, and SyncBatchNorm (GPUs only) for a
@@ -137,6 +138,18 @@ class DriftStudy(Study):
         family = families.get(cfg.type)
         return family.build(params, cfg.step_size, cfg.hyper, seed=optimizer_seed(cfg.seed),
                             mode=cfg.mode if family.modes else None, device=self.spec.device)
+
+    def replica_batches(self, todo: list[RunConfig]) -> list[list[RunConfig]]:
+        """Compatible runs batched as replicas when the spec asks for it (:mod:`hamopt.replicas.lab`)."""
+        from ..replicas.lab import replica_batches
+
+        return replica_batches(self.spec, todo, getattr(self, "_plan", None))
+
+    def run_batch(self, cfgs: list[RunConfig], store: RunStore, on_step: Callable[[int], None] | None,
+                  finished: Callable[[RunOutcome, Any], None]) -> None:
+        from ..replicas.lab import run_replica_batch
+
+        run_replica_batch(self, cfgs, store, on_step, finished)
 
     def start(self, cfg: RunConfig) -> DriftRun:
         return DriftRun(self, cfg)

@@ -90,6 +90,9 @@ __all__ = [
     "ecd_class",
 ]
 
+MAX_REPLICAS = 256
+"""The most runs a spec's ``replicas`` may batch into one vectorised computation."""
+
 ABLATIONS = ("default", "thrash", "scramble")
 
 
@@ -212,6 +215,7 @@ class ExperimentSpec(Checked):
     device: str = "cpu"
     threads: Int | None = Field(None, ge=1, le=1024)
     workers: Int = Field(1, ge=1, le=64)
+    replicas: Literal["auto"] | Int | None = None
     tail_fraction: Number = Field(0.2, gt=0.0, le=1.0)
     bootstrap: Int = Field(1000, ge=0, le=100_000)
 
@@ -226,6 +230,13 @@ class ExperimentSpec(Checked):
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
         return check_seeds(v)
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, v: str | int | None) -> str | int | None:
+        if isinstance(v, int) and not 1 <= v <= MAX_REPLICAS:
+            raise ValueError(f"must be 'auto' or a number of replicas in 1..{MAX_REPLICAS}, got {v!r}")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -306,13 +317,15 @@ def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:
 
 def spec_hash(spec: ExperimentSpec) -> str:
     """SHA-256 of the canonical JSON of the normalised spec, minus keys that do not change results:
-    ``threads`` (recorded per run), ``workers``, ``dataset.root`` and ``dataset.download`` (where the data comes
+    ``threads`` (recorded per run), ``workers``, ``replicas`` (runs batched or not compute the same series),
+    ``dataset.root`` and ``dataset.download`` (where the data comes
     from, not what it is); an absent ``stability`` monitor leaves the hash as it was before the monitor existed."""
     data = spec_dict(spec)
     if data.get("stability") is None:
         data.pop("stability", None)
     data.pop("threads", None)
     data.pop("workers", None)
+    data.pop("replicas", None)
     data["dataset"].pop("root", None)
     data["dataset"].pop("download", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -325,6 +338,8 @@ def spec_to_yaml(spec: ExperimentSpec, extra: dict[str, Any] | None = None) -> s
     data = spec_dict(spec)
     if data.get("stability") is None:
         data.pop("stability", None)
+    if data.get("replicas") is None:
+        data.pop("replicas", None)
     if extra:
         data.update(extra)
     return yaml.safe_dump(data, sort_keys=False)
