@@ -1,0 +1,332 @@
+r"""The tensor-valued streaming step of :class:`~hamopt.optim.Leapfrog` and :class:`~hamopt.optim.Euler`:
+the path taken under ``torch.compile``, with ``capturable=True`` and with ``fused=True``.
+
+The eager step (:meth:`HamiltonianOptimizer._step_streaming`) reads its decision values (loss,
+‖g‖², K) on the host and continues with Python floats. Traced by ``torch.compile`` such floats
+become constants of the graph, so every new dt, energy or cap factor would compile a new graph.
+Here every value that changes from step to step is a 0-d float64 tensor on the parameters' device,
+and every decision is a ``torch.where``; a step has three parts:
+
+1. :func:`prepare` (run eagerly, never traced): gather the tensors that step, create missing
+   momentum buffers, and turn the per-step numbers into tensors: ``dt`` of each group (a float
+   ``lr`` or a tensor ``lr``), the dt of the deferred half-kick, which momenta owe it, and the
+   optimiser-wide scalars ``H0``, ``H_last`` (NaN: not set yet), ``cap_engagements``, ``step``.
+   A float ``lr`` becomes a tensor here, outside the graph, so an LR scheduler never recompiles.
+2. :func:`streaming_program` (traced, or compiled whole with Inductor when ``fused=True``): the
+   reductions, the energy bookkeeping and the cap decision on the device, then the update, in
+   place. Nothing leaves the device.
+3. :func:`finish` (run eagerly, never traced): ``capturable=True`` keeps the results as tensors
+   (``opt.stats`` holds 0-d tensors, read when the user asks); otherwise this is the one host
+   transfer of the step (the documented graph break): the stats become floats as in eager mode
+   and a non-finite loss or gradient raises :class:`~hamopt.NonFiniteError`.
+
+The math is the eager step's (see :mod:`hamopt.optim.leapfrog`, :mod:`hamopt.optim.euler` and
+:mod:`hamopt.optim.hamiltonian`). Leapfrog, with ``a = e^{-γ dt/2}``, ``c = dt/2``, the deferred
+half-kick's ``(a₁, c₁)`` (``c₁ = 0`` for a momentum that owes none) and the cap's factor ``f``::
+
+    K(p_t) = ½ Σ_i m_i (a₁² ‖p_i‖² − 2 a₁ c₁ ⟨p_i, g_i⟩ + c₁² ‖g_i‖²)      (p_t never materialised)
+    f      = √(max(ε, α H0 − L) / max(ε, K))  if  K + L > α H0  else  1
+    p_i    ← a f a₁ p_i − (a f c₁ + c) g_i ,   θ_i ← θ_i + dt m_i p_i
+
+and Euler ``p ← f p``, ``θ ← θ + dt m p``, ``p ← e^{-γ dt} p − dt g``. A non-finite loss or
+‖g‖² leaves θ, p and every scalar unchanged (the update is masked on the device), so the eager
+contract "nothing changes before the error" holds with and without a host sync. Reductions run
+in float64 (each element is converted as it is read), so no chunking is needed for accuracy;
+the numbers agree with the eager path to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..errors import NonFiniteError
+from . import _distributed as D
+from .base import ParamSet
+
+if TYPE_CHECKING:
+    from .hamiltonian import HamiltonianOptimizer
+
+CAP_EPS = 1e-12
+F64 = torch.float64
+# the optimiser-wide scalars kept as tensors in capturable mode (None ↔ NaN)
+TENSOR_SCALARS = ("H0", "H_last")
+
+
+@dataclass
+class StepInputs:
+    """What :func:`prepare` hands to :func:`streaming_program` (tensors and static structure)."""
+
+    params: list[list[Tensor]]
+    grads: list[list[Tensor]]
+    moms: list[list[Tensor]]
+    inv_masses: list[tuple[float, ...]]
+    gammas: list[float]
+    dts: list[Tensor]
+    prev_dts: list[Tensor]
+    owes: list[Tensor]
+    scalars: dict[str, Tensor]
+    loss: Tensor | None
+    used: list[list[Tensor]]
+    group_indices: list[int]
+
+
+def _as_f64(value: Any, device: torch.device) -> Tensor:
+    """A number (None: NaN) or a 1-element tensor as a float64 tensor of shape (1,) on ``device``.
+
+    Shape (1,), not 0-d: Dynamo treats a 0-d float64 CPU tensor argument as a Python number, and
+    in-place changes to it would not reach the caller's tensor."""
+    if isinstance(value, Tensor):
+        return value.detach().to(device=device, dtype=F64).reshape(1)
+    return torch.tensor([math.nan if value is None else float(value)], dtype=F64, device=device)
+
+
+@torch.compiler.disable
+def prepare(opt: HamiltonianOptimizer, closure: Callable[[], Any] | None, loss: Any
+            ) -> tuple[Any, StepInputs | None, list[ParamSet], tuple[str, float | None, bool, bool, bool]]:
+    """Part 1 (eager): check the arguments, call the closure, gather the tensors and turn the
+    step's numbers into device tensors. Returns ``(value, inputs, sets, config)``; in exact mode
+    (reached only under ``torch.compile``) the eager step runs here and ``inputs`` is None."""
+    g = opt.param_groups[0]
+    config = (opt._integrator, None if g["cap"] is None else float(g["cap"]), opt._needs_energy(),
+              opt._needs_energy() or g["check_finite"], g["fused"])
+    if opt.mode == "exact":
+        return opt._step_eager(closure, loss), None, [], config
+    if closure is not None:
+        if loss is not None:
+            raise ValueError("pass either closure or loss=, not both")
+        loss, source = opt._call_closure(closure), "the closure"
+    else:
+        source = "loss="
+    value = loss
+    glob = opt._global
+    device = opt._device()
+    capturable = opt.param_groups[0]["capturable"]
+    lt = opt._loss_tensor(loss, source)
+    if lt is None:
+        opt._warn_no_loss()
+    sets = opt._gather(read_lr=False)
+    if capturable:
+        to_tensor_form(opt)
+        scalars = {k: glob[k] for k in (*TENSOR_SCALARS, "cap_engagements", "step", "pending")}
+    else:
+        scalars = {k: _as_f64(glob[k], device) for k in TENSOR_SCALARS}
+        scalars["cap_engagements"] = _as_f64(glob["cap_engagements"], device)
+        scalars["step"] = _as_f64(glob["step"], device)
+        scalars["pending"] = _as_f64(1.0 if glob["pending"] else 0.0, device)
+    dts, prev, owes, used = [], [], [], []
+    for s in sets:
+        dts.append(_as_f64(s.options["lr"], device))
+        if capturable:
+            prev.append(glob["pending_dt"][s.index])
+            flags = [opt.state[p].setdefault("momentum_used", _as_f64(0.0 if new else 1.0, device))
+                     for p, new in zip(s.owners, s.fresh)]
+            used.append(flags)
+            owes.append(torch.cat(flags) if flags else torch.zeros(0, dtype=F64, device=device))
+        else:
+            prev.append(_as_f64(glob["pending_dt"].get(s.index), device))
+            owes.append(torch.tensor([0.0 if f else 1.0 for f in s.fresh], dtype=F64, device=device))
+            used.append([])
+    return value, StepInputs(
+        params=[s.params for s in sets], grads=[s.grads for s in sets], moms=[s.moms for s in sets],
+        inv_masses=[tuple(s.inv_masses) for s in sets], gammas=[s.option("gamma") for s in sets],
+        dts=dts, prev_dts=prev, owes=owes, scalars=scalars,
+        loss=None if lt is None else lt.to(device).reshape(1), used=used, group_indices=[s.index for s in sets],
+    ), sets, config
+
+
+def to_tensor_form(opt: HamiltonianOptimizer) -> None:
+    """Capturable mode: the optimiser-wide scalars as device tensors (None ↔ NaN), once."""
+    glob = opt._global
+    if isinstance(glob["step"], Tensor) and glob["step"].device == opt._device():
+        for i in range(len(opt.param_groups)):
+            glob["pending_dt"].setdefault(i, torch.tensor(math.nan, dtype=F64, device=opt._device()))
+        return
+    device = opt._device()
+    for key in TENSOR_SCALARS:
+        glob[key] = _as_f64(glob[key], device)
+    for key in ("cap_engagements", "step"):
+        glob[key] = _as_f64(glob[key], device)
+    glob["pending"] = _as_f64(1.0 if bool(glob["pending"]) else 0.0, device)
+    table = dict(glob["pending_dt"] or {})
+    glob["pending_dt"] = {i: _as_f64(table.get(i), device) for i in range(len(opt.param_groups))}
+
+
+def to_float_form(glob: dict[str, Any]) -> None:
+    """The optimiser-wide scalars as Python numbers (what the eager step and checkpoints of a
+    non-capturable optimiser hold)."""
+    def num(v: Any) -> Any:
+        if not isinstance(v, Tensor):
+            return v
+        x = float(v.item())
+        return None if math.isnan(x) else x
+    for key in TENSOR_SCALARS:
+        glob[key] = num(glob[key])
+    for key in ("cap_engagements", "step"):
+        if isinstance(glob[key], Tensor):
+            glob[key] = int(glob[key].item())
+    if isinstance(glob["pending"], Tensor):
+        glob["pending"] = bool(glob["pending"].item())
+    glob["pending_dt"] = {int(k): num(v) for k, v in dict(glob["pending_dt"] or {}).items()}
+
+
+# ---------------------------------------------------------------------- the traced part
+def _sq(x: Tensor) -> Tensor:
+    x = x.to(F64)
+    return torch.sum(x * x)
+
+
+def _dot(x: Tensor, y: Tensor) -> Tensor:
+    return torch.sum(x.to(F64) * y.to(F64))
+
+
+def streaming_program(
+    inputs: StepInputs, *, integrator: str, cap: float | None, energy: bool, check: bool,
+) -> dict[str, Tensor]:
+    """Part 2 (traced, or compiled whole when fused): one streaming step on the device.
+
+    Updates θ, p, the "momentum used" flags and the scalars in ``inputs`` in place and returns the
+    step's stats as 0-d tensors (NaN where the eager step reports None).
+    """
+    sc = inputs.scalars
+    zero = torch.zeros(1, dtype=F64, device=sc["step"].device)
+    loss = inputs.loss
+    leapfrog = integrator == "leapfrog"
+    pending = sc["pending"]
+    decays1, coeffs1, owes = [], [], []
+    for gamma, dt, prev, owe in zip(inputs.gammas, inputs.dts, inputs.prev_dts, inputs.owes):
+        if leapfrog:
+            prev_dt = torch.where(torch.isnan(prev), dt, prev)
+            owe = owe * pending  # nothing is owed before the first step
+            any_owed = (owe.sum() > 0).to(F64) if owe.numel() else zero
+            a1 = torch.exp(-gamma * prev_dt / 2)
+            decays1.append(torch.where(any_owed > 0, a1, 1.0))  # eager: no closing half-kick at all
+            coeffs1.append(prev_dt / 2 * any_owed)
+        else:
+            decays1.append(torch.ones_like(dt))
+            coeffs1.append(zero)
+        owes.append(owe)
+
+    # -- reductions of the untouched state (one read of p and g)
+    gsq = zero
+    kinetic = zero
+    if energy or check:
+        for grads, moms, masses, a1, c1, owe in zip(inputs.grads, inputs.moms, inputs.inv_masses, decays1,
+                                                    coeffs1, owes):
+            for i, (g, p, m) in enumerate(zip(grads, moms, masses)):
+                g2 = _sq(g)
+                gsq = gsq + g2
+                if energy:
+                    ci = c1 * owe[i] if leapfrog else zero
+                    kinetic = kinetic + 0.5 * m * (a1 * a1 * _sq(p) - 2 * a1 * ci * _dot(p, g) + ci * ci * g2)
+    finite = torch.isfinite(gsq)
+    if loss is not None:
+        finite = finite & torch.isfinite(loss)
+
+    # -- energy bookkeeping and the cap, on the device
+    nan = torch.full((1,), math.nan, dtype=F64, device=zero.device)
+    factor = torch.ones(1, dtype=F64, device=zero.device)
+    fire = torch.zeros(1, dtype=torch.bool, device=zero.device)
+    hamiltonian = delta_h = k_after = nan
+    if energy and loss is not None:
+        h = kinetic + loss
+        h0 = torch.where(torch.isnan(sc["H0"]), h, sc["H0"])
+        delta_h = h - sc["H_last"]
+        if cap is not None:
+            fire = finite & ~(h <= cap * h0)
+            ratio = torch.clamp(cap * h0 - loss, min=CAP_EPS) / torch.clamp(kinetic, min=CAP_EPS)
+            factor = torch.where(fire, torch.sqrt(ratio), factor)
+        k_after = kinetic * factor * factor
+        hamiltonian = k_after + loss
+        sc["H0"].copy_(torch.where(finite, h0, sc["H0"]))
+        sc["H_last"].copy_(torch.where(finite, hamiltonian, sc["H_last"]))
+    elif energy:
+        k_after = kinetic
+    sc["cap_engagements"].add_(fire.to(F64))
+
+    # -- the update (one pass: θ, p and g read once, θ and p written once)
+    for params, grads, moms, masses, gamma, dt, a1, c1, owe, used in zip(
+            inputs.params, inputs.grads, inputs.moms, inputs.inv_masses, inputs.gammas, inputs.dts, decays1,
+            coeffs1, owes, inputs.used or [[] for _ in inputs.dts]):
+        if leapfrog:
+            a2 = torch.exp(-gamma * dt / 2)
+            decay, c2 = a2 * factor * a1, dt / 2
+        else:
+            decay, c2 = torch.exp(-gamma * dt) * factor, dt
+        for i, (theta, p, g, m) in enumerate(zip(params, moms, grads, masses)):
+            if leapfrog:
+                coeff = a2 * factor * c1 * owe[i] + c2
+                d = torch.where(owe[i] > 0, decay, 1.0)  # a fresh momentum is 0: any decay gives 0
+                new_p = d.to(p.dtype) * p - coeff.to(p.dtype) * g
+                new_theta = theta + (dt * m).to(theta.dtype) * new_p
+            else:
+                scaled = factor.to(p.dtype) * p
+                new_theta = theta + (dt * m).to(theta.dtype) * scaled
+                new_p = (torch.exp(-gamma * dt)).to(p.dtype) * scaled - dt.to(p.dtype) * g
+            if check or loss is not None:
+                new_p = torch.where(finite, new_p, p)
+                new_theta = torch.where(finite, new_theta, theta)
+            p.copy_(new_p)
+            theta.copy_(new_theta)
+        for flag in used:
+            flag.copy_(torch.where(finite, 1.0, flag))
+    for prev, dt in zip(inputs.prev_dts, inputs.dts):
+        prev.copy_(torch.where(finite, dt, prev))
+    pending.copy_(torch.where(finite, 1.0, pending))
+    step = sc["step"].clone()
+    sc["step"].add_(finite.to(F64))
+    stats = {"step": step, "loss": nan if loss is None else loss, "kinetic": k_after if energy else nan,
+             "hamiltonian": hamiltonian, "delta_h": delta_h, "grad_norm": torch.sqrt(gsq) if (energy or check) else nan,
+             "cap_engaged": fire, "finite": finite, "cap_engagements": sc["cap_engagements"].clone()}
+    return {k: v.reshape(()) for k, v in stats.items()}
+
+
+# ---------------------------------------------------------------------- the host side
+@torch.compiler.disable
+def finish(opt: HamiltonianOptimizer, inputs: StepInputs, sets: list[ParamSet], stats: dict[str, Tensor]) -> None:
+    """Part 3 (eager). Capturable: keep the stats as tensors. Otherwise the one host transfer:
+    raise on a non-finite loss or gradient (nothing has changed), write the scalars back as
+    Python numbers and fill ``opt.stats`` with floats, as the eager step does."""
+    glob = opt._global
+    if opt.param_groups[0]["capturable"]:
+        opt.stats = dict(stats, mode=opt.mode, loss_after=None, kinetic_before=None)
+        return
+    names = list(stats)
+    values = dict(zip(names, opt._to_host(*[stats[k] for k in names])))
+    sc = inputs.scalars
+    if not values["finite"]:
+        loss, gnorm = values["loss"], values["grad_norm"]
+        opt._drop_fresh_buffers(sets)
+        if not math.isnan(loss) and not math.isfinite(loss):
+            raise NonFiniteError("loss", glob["step"], loss)
+        raise NonFiniteError("gradient", glob["step"], gnorm, "the global gradient norm is not finite")
+    h0, h_last, pend = opt._to_host(sc["H0"].reshape(()), sc["H_last"].reshape(()), sc["pending"].reshape(()))
+    glob["H0"] = None if math.isnan(h0) else h0
+    glob["H_last"] = None if math.isnan(h_last) else h_last
+    glob["cap_engagements"] = int(values["cap_engagements"])
+    glob["pending"] = bool(pend)
+    for index, dt in zip(inputs.group_indices, opt._to_host(*[dt.reshape(()) for dt in inputs.dts])):
+        glob["pending_dt"][index] = dt
+    opt._finish_stats(**{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                         for k, v in values.items() if k not in ("finite", "cap_engagements", "step")},
+                      step=glob["step"])
+    opt.stats["cap_engaged"] = bool(values["cap_engaged"])
+    glob["step"] += 1
+
+
+def compiled_program() -> Any:
+    """:func:`streaming_program` compiled by Inductor (``fullgraph=True``, static shapes) for one
+    optimiser: a private copy of the function, so that each optimiser has its own compile cache
+    (Dynamo keys its cache on the code object) and several optimisers do not share one
+    recompile limit."""
+    fn = streaming_program
+    private = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
+                                 fn.__closure__)
+    private.__kwdefaults__ = fn.__kwdefaults__
+    return torch.compile(private, fullgraph=True, dynamic=False)
