@@ -39,7 +39,7 @@ from torch import Tensor
 from ..errors import NonFiniteError
 from . import _distributed as D
 from . import _validation as V
-from . import kernels, tensor_step
+from . import fused_step, kernels, tensor_step
 from .base import HamoptOptimizer, ParamSet
 from .mass import check_mass_on, inverse_mass, validate_mass
 
@@ -247,6 +247,12 @@ class HamiltonianOptimizer(HamoptOptimizer):
         if torch.compiler.is_compiling():
             return self._step_tensor(closure, loss)
         g = self.param_groups[0]
+        if g["fused"] and not g["capturable"] and fused_step.applies(self):
+            if closure is not None:
+                if loss is not None:
+                    raise ValueError("pass either closure or loss=, not both")
+                return fused_step.streaming_step(self, self._call_closure(closure), source="the closure")
+            return fused_step.streaming_step(self, loss, source="loss=")
         if g["capturable"] or g["fused"]:
             return self._step_tensor(closure, loss)
         return self._step_eager(closure, loss)
@@ -282,9 +288,12 @@ class HamiltonianOptimizer(HamoptOptimizer):
         integrator, cap, energy, check, fused = config
         program = tensor_step.streaming_program
         if fused and not torch.compiler.is_compiling():
-            if self._compiled_program is None:
-                self._compiled_program = tensor_step.compiled_program()
-            program = self._compiled_program
+            if tensor_step.fused_cpu_supported(inputs):
+                program = tensor_step.fused_cpu_program
+            else:
+                if self._compiled_program is None:
+                    self._compiled_program = tensor_step.compiled_program()
+                program = self._compiled_program
         stats = program(inputs, integrator=integrator, cap=cap, energy=energy, check=check)
         tensor_step.finish(self, inputs, sets, stats)
         return value

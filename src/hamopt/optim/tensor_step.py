@@ -48,6 +48,7 @@ from torch import Tensor
 
 from ..errors import NonFiniteError
 from . import _distributed as D
+from . import _fused_cpu
 from .base import ParamSet
 
 if TYPE_CHECKING:
@@ -179,61 +180,67 @@ def to_float_form(glob: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- the traced part
 def _sq(x: Tensor) -> Tensor:
     x = x.to(F64)
-    return torch.sum(x * x)
+    return torch.sum(x * x).reshape(1)
 
 
 def _dot(x: Tensor, y: Tensor) -> Tensor:
-    return torch.sum(x.to(F64) * y.to(F64))
+    return torch.sum(x.to(F64) * y.to(F64)).reshape(1)
 
 
-def streaming_program(
-    inputs: StepInputs, *, integrator: str, cap: float | None, energy: bool, check: bool,
-) -> dict[str, Tensor]:
-    """Part 2 (traced, or compiled whole when fused): one streaming step on the device.
+def reductions(inputs: StepInputs, *, with_momenta: bool) -> list[Tensor]:
+    """Per group, a float64 ``(3, n)`` tensor of ``‖p_i‖², ‖g_i‖², ⟨p_i, g_i⟩`` (rows of zeros for the
+    momentum terms when ``with_momenta`` is False): one read of p and g."""
+    out = []
+    for grads, moms in zip(inputs.grads, inputs.moms):
+        zero = torch.zeros(1, dtype=F64, device=inputs.scalars["step"].device)
+        gsq = [_sq(g) for g in grads]
+        psq = [_sq(p) if with_momenta else zero for p in moms]
+        pg = [_dot(p, g) if with_momenta else zero for p, g in zip(moms, grads)]
+        out.append(torch.stack([torch.cat(psq), torch.cat(gsq), torch.cat(pg)]) if grads
+                   else torch.zeros(3, 0, dtype=F64, device=zero.device))
+    return out
 
-    Updates θ, p, the "momentum used" flags and the scalars in ``inputs`` in place and returns the
-    step's stats as 0-d tensors (NaN where the eager step reports None).
-    """
+
+def decide(inputs: StepInputs, sums: list[Tensor] | None, *, integrator: str, cap: float | None, energy: bool,
+           check: bool) -> tuple[list[Tensor], Tensor, dict[str, Tensor]]:
+    """The energy bookkeeping and the cap on the device, from the per-tensor ``sums`` (None when
+    nothing is reduced). Returns per group the update coefficients ``(3, n)`` (rows: the momentum
+    factor, the gradient factor, the drift factor ``dt m_i``; for Euler the drift comes first and
+    carries the cap's factor), whether the step may move, and the stats. The optimiser-wide
+    scalars and the flags in ``inputs`` are updated in place."""
     sc = inputs.scalars
-    zero = torch.zeros(1, dtype=F64, device=sc["step"].device)
+    device = sc["step"].device
+    zero = torch.zeros(1, dtype=F64, device=device)
+    nan = torch.full((1,), math.nan, dtype=F64, device=device)
     loss = inputs.loss
     leapfrog = integrator == "leapfrog"
     pending = sc["pending"]
-    decays1, coeffs1, owes = [], [], []
+    masses = [torch.tensor(m, dtype=F64, device=device) for m in inputs.inv_masses]
+    closing = []  # per group: (a₁ per tensor, c₁ per tensor) of the deferred half-kick
     for gamma, dt, prev, owe in zip(inputs.gammas, inputs.dts, inputs.prev_dts, inputs.owes):
         if leapfrog:
-            prev_dt = torch.where(torch.isnan(prev), dt, prev)
             owe = owe * pending  # nothing is owed before the first step
-            any_owed = (owe.sum() > 0).to(F64) if owe.numel() else zero
-            a1 = torch.exp(-gamma * prev_dt / 2)
-            decays1.append(torch.where(any_owed > 0, a1, 1.0))  # eager: no closing half-kick at all
-            coeffs1.append(prev_dt / 2 * any_owed)
+            prev_dt = torch.where(torch.isnan(prev), dt, prev)
+            a1 = torch.where(owe > 0, torch.exp(-gamma * prev_dt / 2), 1.0)
+            closing.append((a1, prev_dt / 2 * owe))
         else:
-            decays1.append(torch.ones_like(dt))
-            coeffs1.append(zero)
-        owes.append(owe)
+            closing.append((torch.ones_like(owe), torch.zeros_like(owe)))
 
-    # -- reductions of the untouched state (one read of p and g)
     gsq = zero
     kinetic = zero
-    if energy or check:
-        for grads, moms, masses, a1, c1, owe in zip(inputs.grads, inputs.moms, inputs.inv_masses, decays1,
-                                                    coeffs1, owes):
-            for i, (g, p, m) in enumerate(zip(grads, moms, masses)):
-                g2 = _sq(g)
-                gsq = gsq + g2
-                if energy:
-                    ci = c1 * owe[i] if leapfrog else zero
-                    kinetic = kinetic + 0.5 * m * (a1 * a1 * _sq(p) - 2 * a1 * ci * _dot(p, g) + ci * ci * g2)
+    if sums is not None:
+        for (a1, c1), m, (psq, g2, pg) in zip(closing, masses, sums):
+            gsq = gsq + g2.sum()
+            if energy:
+                kinetic = kinetic + 0.5 * (m * (a1 * a1 * psq - 2 * a1 * c1 * pg + c1 * c1 * g2)).sum()
     finite = torch.isfinite(gsq)
     if loss is not None:
         finite = finite & torch.isfinite(loss)
 
-    # -- energy bookkeeping and the cap, on the device
-    nan = torch.full((1,), math.nan, dtype=F64, device=zero.device)
-    factor = torch.ones(1, dtype=F64, device=zero.device)
-    fire = torch.zeros(1, dtype=torch.bool, device=zero.device)
-    hamiltonian = delta_h = k_after = nan
+    factor = torch.ones(1, dtype=F64, device=device)
+    fire = torch.zeros(1, dtype=torch.bool, device=device)
+    hamiltonian = delta_h = nan
+    k_after = kinetic if energy else nan
     if energy and loss is not None:
         h = kinetic + loss
         h0 = torch.where(torch.isnan(sc["H0"]), h, sc["H0"])
@@ -246,45 +253,81 @@ def streaming_program(
         hamiltonian = k_after + loss
         sc["H0"].copy_(torch.where(finite, h0, sc["H0"]))
         sc["H_last"].copy_(torch.where(finite, hamiltonian, sc["H_last"]))
-    elif energy:
-        k_after = kinetic
     sc["cap_engagements"].add_(fire.to(F64))
 
-    # -- the update (one pass: θ, p and g read once, θ and p written once)
-    for params, grads, moms, masses, gamma, dt, a1, c1, owe, used in zip(
-            inputs.params, inputs.grads, inputs.moms, inputs.inv_masses, inputs.gammas, inputs.dts, decays1,
-            coeffs1, owes, inputs.used or [[] for _ in inputs.dts]):
-        if leapfrog:
+    coefs = []
+    for gamma, dt, (a1, c1), m in zip(inputs.gammas, inputs.dts, closing, masses):
+        if leapfrog:  # p ← a f a₁ p − (a f c₁ + c) g, then θ ← θ + dt m p
             a2 = torch.exp(-gamma * dt / 2)
-            decay, c2 = a2 * factor * a1, dt / 2
-        else:
-            decay, c2 = torch.exp(-gamma * dt) * factor, dt
-        for i, (theta, p, g, m) in enumerate(zip(params, moms, grads, masses)):
-            if leapfrog:
-                coeff = a2 * factor * c1 * owe[i] + c2
-                d = torch.where(owe[i] > 0, decay, 1.0)  # a fresh momentum is 0: any decay gives 0
-                new_p = d.to(p.dtype) * p - coeff.to(p.dtype) * g
-                new_theta = theta + (dt * m).to(theta.dtype) * new_p
-            else:
-                scaled = factor.to(p.dtype) * p
-                new_theta = theta + (dt * m).to(theta.dtype) * scaled
-                new_p = (torch.exp(-gamma * dt)).to(p.dtype) * scaled - dt.to(p.dtype) * g
-            if check or loss is not None:
-                new_p = torch.where(finite, new_p, p)
-                new_theta = torch.where(finite, new_theta, theta)
-            p.copy_(new_p)
-            theta.copy_(new_theta)
-        for flag in used:
+            coefs.append(torch.stack([a2 * factor * a1, a2 * factor * c1 + dt / 2, dt * m]))
+        else:  # θ ← θ + dt m f p, then p ← e^{-γ dt} f p − dt g
+            ones = torch.ones_like(m)
+            coefs.append(torch.stack([torch.exp(-gamma * dt) * factor * ones, dt * ones, dt * m * factor]))
+    for flags in inputs.used:
+        for flag in flags:
             flag.copy_(torch.where(finite, 1.0, flag))
     for prev, dt in zip(inputs.prev_dts, inputs.dts):
         prev.copy_(torch.where(finite, dt, prev))
     pending.copy_(torch.where(finite, 1.0, pending))
     step = sc["step"].clone()
     sc["step"].add_(finite.to(F64))
-    stats = {"step": step, "loss": nan if loss is None else loss, "kinetic": k_after if energy else nan,
-             "hamiltonian": hamiltonian, "delta_h": delta_h, "grad_norm": torch.sqrt(gsq) if (energy or check) else nan,
+    stats = {"step": step, "loss": nan if loss is None else loss, "kinetic": k_after, "hamiltonian": hamiltonian,
+             "delta_h": delta_h, "grad_norm": torch.sqrt(gsq) if sums is not None else nan,
              "cap_engaged": fire, "finite": finite, "cap_engagements": sc["cap_engagements"].clone()}
-    return {k: v.reshape(()) for k, v in stats.items()}
+    return coefs, finite, {k: v.reshape(()) for k, v in stats.items()}
+
+
+def update(inputs: StepInputs, coefs: list[Tensor], finite: Tensor, *, drift_first: bool, masked: bool) -> None:
+    """θ and p in place, one pass per tensor: ``p ← d p − c g; θ ← θ + h p`` (Leapfrog) or
+    ``θ ← θ + h p; p ← d p − c g`` (Euler), with each tensor's ``(d, c, h)`` from :func:`decide`
+    in the tensor's dtype. ``masked``: nothing moves unless ``finite``."""
+    for params, grads, moms, coef in zip(inputs.params, inputs.grads, inputs.moms, coefs):
+        for i, (theta, p, g) in enumerate(zip(params, moms, grads)):
+            d, c, h = (coef[k, i].to(p.dtype) for k in range(3))
+            if drift_first:
+                new_theta = theta + h * p
+                new_p = d * p - c * g
+            else:
+                new_p = d * p - c * g
+                new_theta = theta + h * new_p
+            if masked:
+                new_p = torch.where(finite, new_p, p)
+                new_theta = torch.where(finite, new_theta, theta)
+            p.copy_(new_p)
+            theta.copy_(new_theta)
+
+
+def streaming_program(
+    inputs: StepInputs, *, integrator: str, cap: float | None, energy: bool, check: bool,
+) -> dict[str, Tensor]:
+    """Part 2 (traced, or compiled whole by Inductor when fused off the CPU): one streaming step
+    on the device, :func:`reductions` → :func:`decide` → :func:`update`. Returns the stats as 0-d
+    tensors (NaN where the eager step reports None)."""
+    sums = reductions(inputs, with_momenta=energy) if (energy or check) else None
+    coefs, finite, stats = decide(inputs, sums, integrator=integrator, cap=cap, energy=energy, check=check)
+    update(inputs, coefs, finite, drift_first=integrator == "euler", masked=check or inputs.loss is not None)
+    return stats
+
+
+def fused_cpu_program(
+    inputs: StepInputs, *, integrator: str, cap: float | None, energy: bool, check: bool,
+) -> dict[str, Tensor]:
+    """:func:`streaming_program` with the hand-written CPU kernels of :mod:`._fused_cpu`: one
+    read of p and g for the sums, :func:`decide` on a few small vectors, one pass for the update
+    (skipped when the loss or a gradient is not finite; reading that flag costs no device sync on
+    the CPU)."""
+    sums = ([_fused_cpu.sums(m, g, with_momenta=energy) for m, g in zip(inputs.moms, inputs.grads)]
+            if (energy or check) else None)
+    coefs, finite, stats = decide(inputs, sums, integrator=integrator, cap=cap, energy=energy, check=check)
+    if (not check and inputs.loss is None) or bool(finite):
+        for params, moms, grads, coef in zip(inputs.params, inputs.moms, inputs.grads, coefs):
+            _fused_cpu.update(params, moms, grads, coef, drift_first=integrator == "euler")
+    return stats
+
+
+def fused_cpu_supported(inputs: StepInputs) -> bool:
+    """Whether :func:`fused_cpu_program` can run this step (contiguous float32/float64 CPU tensors)."""
+    return all(_fused_cpu.supported([p, m, g]) for p, m, g in zip(inputs.params, inputs.moms, inputs.grads))
 
 
 # ---------------------------------------------------------------------- the host side
