@@ -565,7 +565,11 @@ def test_compiled_step_matches_eager(name):
     for _ in range(3):
         opt.step(closure)
         compiled_step(closure2)
-    assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
+    if name in STREAMING:  # compiled, the streaming step reduces and decides in device tensors: equal to rounding
+        for x, y in zip(snapshot(model2, opt2), snapshot(model, opt)):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+    else:
+        assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
     torch._dynamo.reset()
 
 

@@ -126,10 +126,11 @@ def prepare(opt: HamiltonianOptimizer, closure: Callable[[], Any] | None, loss: 
         dts.append(_as_f64(s.options["lr"], device))
         if capturable:
             prev.append(glob["pending_dt"][s.index])
-            flags = [opt.state[p].setdefault("momentum_used", _as_f64(0.0 if new else 1.0, device))
+            # a 0-d float32 flag per parameter (a 0-d float64 CPU tensor would reach Dynamo as a number)
+            flags = [opt.state[p].setdefault("momentum_used", torch.tensor(0.0 if new else 1.0, device=device))
                      for p, new in zip(s.owners, s.fresh)]
             used.append(flags)
-            owes.append(torch.cat(flags) if flags else torch.zeros(0, dtype=F64, device=device))
+            owes.append(torch.stack(flags).to(F64) if flags else torch.zeros(0, dtype=F64, device=device))
         else:
             prev.append(_as_f64(glob["pending_dt"].get(s.index), device))
             owes.append(torch.tensor([0.0 if f else 1.0 for f in s.fresh], dtype=F64, device=device))
@@ -265,7 +266,7 @@ def decide(inputs: StepInputs, sums: list[Tensor] | None, *, integrator: str, ca
             coefs.append(torch.stack([torch.exp(-gamma * dt) * factor * ones, dt * ones, dt * m * factor]))
     for flags in inputs.used:
         for flag in flags:
-            flag.copy_(torch.where(finite, 1.0, flag))
+            flag.copy_(torch.where(finite, 1.0, flag).reshape(()))
     for prev, dt in zip(inputs.prev_dts, inputs.dts):
         prev.copy_(torch.where(finite, dt, prev))
     pending.copy_(torch.where(finite, 1.0, pending))
