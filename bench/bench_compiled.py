@@ -105,7 +105,7 @@ def main() -> None:
     times = interleaved_times(fns, rounds=args.rounds)
     recompiles = graphs_compiled() - graphs
     ref = times["adamw_fused"]
-    print(f"\n| step | median ms | / AdamW fused | compile s (graphs) |\n|---|---:|---:|---|")
+    print("\n| step | median ms | / AdamW fused | compile s (graphs) |\n|---|---:|---:|---|")
     for name, t in times.items():
         extra = f"{compiled[name][0]:.1f} ({compiled[name][1]})" if name in compiled else ""
         print(f"| {name} | {t * 1e3:.2f} | {t / ref:.2f}× | {extra} |")

@@ -237,10 +237,11 @@ def test_capturable_state_dict_loads_into_an_eager_optimiser():
     twin_model, _ = problem(torch.float64)
     twin_model.load_state_dict(model.state_dict())
     eager = hamopt.Leapfrog(twin_model.parameters(), lr=0.05, mode="streaming")
-    for t in range(2):
+    x, y = torch.ones(4, 5, dtype=torch.float64), torch.zeros(4, dtype=torch.long)
+    for _ in range(2):
         for o, m in ((opt, model), (eager, twin_model)):
             o.zero_grad()
-            loss = nn.functional.cross_entropy(m(torch.ones(4, 5, dtype=torch.float64)), torch.zeros(4, dtype=torch.long))
+            loss = nn.functional.cross_entropy(m(x), y)
             loss.backward()
             o.step(loss=loss)
     resumed = hamopt.Leapfrog(twin_model.parameters(), lr=0.05, mode="streaming")

@@ -37,7 +37,8 @@ _LATER_OPTIONS = ("capturable", "fused")
 def _signature_options(cls: type) -> set[str]:
     names = set()
     for name, par in inspect.signature(cls.__init__).parameters.items():
-        if name not in _NOT_OPTIONS and name not in _LATER_OPTIONS and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+        skipped = name in _NOT_OPTIONS or name in _LATER_OPTIONS
+        if not skipped and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
             names.add(name)
     return names
 

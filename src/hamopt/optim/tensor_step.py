@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import math
 import types
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -99,6 +99,10 @@ def prepare(opt: HamiltonianOptimizer, closure: Callable[[], Any] | None, loss: 
               opt._needs_energy() or g["check_finite"], g["fused"])
     if opt.mode == "exact":
         return opt._step_eager(closure, loss), None, [], config
+    if D.is_distributed(opt.process_group):
+        raise NotImplementedError(
+            f"{opt._name}: capturable=True, fused=True and torch.compile of the streaming step are not available "
+            "with a process group of more than one rank; use the eager step (capturable=False, fused=False)")
     if closure is not None:
         if loss is not None:
             raise ValueError("pass either closure or loss=, not both")
