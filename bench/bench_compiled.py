@@ -15,7 +15,8 @@ load hit every contender alike), as a ratio to ``torch.optim.AdamW(fused=True)``
 * ECDSep (ν = 1e-5), BBI and ECDq1 (ν = 0.1), eager (``--ecd-compiled`` adds their
   ``torch.compile(opt.step)``, which graph-breaks at every host transfer).
 
-Run: ``python bench/bench_compiled.py [--rounds N] [--threads N] [--only leapfrog,euler,ecd]``.
+Run: ``python bench/bench_compiled.py [--rounds N] [--threads N] [--only leapfrog,euler,ecd]
+[--compiled leapfrog,euler] [--ecd-compiled]``.
 The goals (issue 17): Leapfrog energy+cap ≤ 1.0× AdamW fused, lean Leapfrog ≤ 0.8×, ECDSep ≤ 1.0×.
 """
 
@@ -45,7 +46,8 @@ def graphs_compiled() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def contenders(only: set[str], ecd_compiled: bool) -> tuple[dict[str, Callable[[], Any]], dict[str, tuple[float, int]]]:
+def contenders(only: set[str], compiled_for: set[str], ecd_compiled: bool
+               ) -> tuple[dict[str, Callable[[], Any]], dict[str, tuple[float, int]]]:
     """The step functions to time, and per compiled one (compile time in s, graphs at compile)."""
     base = resnet18_params()
     loss = torch.tensor(2.3)
@@ -60,16 +62,18 @@ def contenders(only: set[str], ecd_compiled: bool) -> tuple[dict[str, Callable[[
         for kind, options in (("energy", ENERGY), ("lean", LEAN)):
             eager = cls(clone_params(base), lr=1e-3, mode="streaming", **options)
             fused = cls(clone_params(base), lr=1e-3, mode="streaming", fused=True, **options)
-            captured = cls(clone_params(base), lr=torch.tensor(1e-3), mode="streaming", capturable=True, **options)
-            step = torch.compile(captured.step)
-            before = graphs_compiled()
-            t0 = time.perf_counter()
-            step(loss=loss)
-            step(loss=loss)
-            compiled[f"{name}_{kind}_compiled"] = (time.perf_counter() - t0, graphs_compiled() - before)
             fns[f"{name}_{kind}_eager"] = lambda o=eager: o.step(loss=loss)
-            fns[f"{name}_{kind}_compiled"] = lambda s=step: s(loss=loss)
             fns[f"{name}_{kind}_fused"] = lambda o=fused: o.step(loss=loss)
+            if name in compiled_for:
+                captured = cls(clone_params(base), lr=torch.tensor(1e-3), mode="streaming", capturable=True,
+                               **options)
+                step = torch.compile(captured.step)
+                before = graphs_compiled()
+                t0 = time.perf_counter()
+                step(loss=loss)
+                step(loss=loss)
+                compiled[f"{name}_{kind}_compiled"] = (time.perf_counter() - t0, graphs_compiled() - before)
+                fns[f"{name}_{kind}_compiled"] = lambda s=step: s(loss=loss)
     if "ecd" in only:
         closure = lambda: loss  # noqa: E731  (the gradients stay in .grad)
         ecds = {"ecdsep": hamopt.ECDSep(clone_params(base), lr=1e-3, eta=2.0, nu=1e-5, seed=0),
@@ -95,12 +99,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--only", default="leapfrog,euler,ecd")
+    parser.add_argument("--compiled", default="leapfrog,euler",
+                        help="integrators that also get the compiled variant (Inductor: minutes of compiling each)")
     parser.add_argument("--ecd-compiled", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} thread(s), "
           f"{args.rounds} interleaved rounds, load average {os.getloadavg()}")
-    fns, compiled = contenders(set(args.only.split(",")), args.ecd_compiled)
+    fns, compiled = contenders(set(args.only.split(",")), set(args.compiled.split(",")), args.ecd_compiled)
     graphs = graphs_compiled()
     times = interleaved_times(fns, rounds=args.rounds)
     recompiles = graphs_compiled() - graphs
