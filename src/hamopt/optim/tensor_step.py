@@ -179,7 +179,8 @@ def to_float_form(glob: dict[str, Any]) -> None:
             glob[key] = int(glob[key].item())
     if isinstance(glob["pending"], Tensor):
         glob["pending"] = bool(glob["pending"].item())
-    glob["pending_dt"] = {int(k): num(v) for k, v in dict(glob["pending_dt"] or {}).items()}
+    table = {int(k): num(v) for k, v in dict(glob["pending_dt"] or {}).items()}
+    glob["pending_dt"] = {k: None if v is None else float(v) for k, v in table.items()}
 
 
 # ---------------------------------------------------------------------- the traced part
