@@ -492,6 +492,9 @@ def test_sparse_gradients_are_refused_before_any_change(name):
 @pytest.mark.parametrize("option", ["maximize", "differentiable", "fused", "capturable"])
 def test_unsupported_torch_options_are_refused(name, option):
     model = TinyNet()
+    if option in ("fused", "capturable") and name in STREAMING:  # streaming Leapfrog/Euler support both
+        assert make(name, model.parameters(), **{option: True}).param_groups[0][option] is True
+        return
     with pytest.raises((TypeError, ValueError), match=option):
         make(name, model.parameters(), **{option: True})
 
