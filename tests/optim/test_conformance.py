@@ -492,6 +492,9 @@ def test_sparse_gradients_are_refused_before_any_change(name):
 @pytest.mark.parametrize("option", ["maximize", "differentiable", "fused", "capturable"])
 def test_unsupported_torch_options_are_refused(name, option):
     model = TinyNet()
+    if option in ("fused", "capturable") and name in STREAMING:  # streaming Leapfrog/Euler support both
+        assert make(name, model.parameters(), **{option: True}).param_groups[0][option] is True
+        return
     with pytest.raises((TypeError, ValueError), match=option):
         make(name, model.parameters(), **{option: True})
 
@@ -565,7 +568,11 @@ def test_compiled_step_matches_eager(name):
     for _ in range(3):
         opt.step(closure)
         compiled_step(closure2)
-    assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
+    if name in STREAMING:  # compiled, the streaming step reduces and decides in device tensors: equal to rounding
+        for x, y in zip(snapshot(model2, opt2), snapshot(model, opt)):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+    else:
+        assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
     torch._dynamo.reset()
 
 

@@ -29,12 +29,16 @@ def _base() -> type:
 # constructor arguments that are not param-group options (the seed lives in the optimiser-wide
 # state, the process group is not saved at all)
 _NOT_OPTIONS = ("self", "params", "seed", "process_group")
+# options added after checkpoints were first written: a saved group may lack them (their defaults
+# then apply), so they take no part in recognising the saver
+_LATER_OPTIONS = ("capturable", "fused")
 
 
 def _signature_options(cls: type) -> set[str]:
     names = set()
     for name, par in inspect.signature(cls.__init__).parameters.items():
-        if name not in _NOT_OPTIONS and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+        skipped = name in _NOT_OPTIONS or name in _LATER_OPTIONS
+        if not skipped and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
             names.add(name)
     return names
 
@@ -81,7 +85,7 @@ def check_saved_by(self: HamoptOptimizer, glob: Any, saved_groups: list[Any]) ->
     saved_by = glob.get(SAVED_BY_KEY) if isinstance(glob, Mapping) else None
     if saved_by is None:
         keys = {k for g in saved_groups if isinstance(g, Mapping) for k in g}
-        if set(self.defaults) - {"differentiable"} <= keys:
+        if set(self.defaults) - {"differentiable", *_LATER_OPTIONS} <= keys:
             if isinstance(glob, Mapping):
                 return  # an older checkpoint of this optimiser (or of one with the same options)
             raise ValueError(

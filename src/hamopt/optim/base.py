@@ -287,12 +287,14 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     def _device(self) -> torch.device:
         return self._anchor().device
 
-    def _gather(self) -> list[ParamSet]:
+    def _gather(self, *, read_lr: bool = True) -> list[ParamSet]:
         """Tensors with a gradient this step, group by group; state buffers created (zero) on
-        first use, marked ``fresh``."""
+        first use, marked ``fresh``. ``read_lr=False`` leaves ``lr`` NaN (a tensor ``lr`` is then
+        not read on the host)."""
         out = []
         for index, group in enumerate(self.param_groups):
-            pset = ParamSet([], [], [], [], [], V.as_float("lr", group["lr"]), index, group)
+            lr = V.as_float("lr", group["lr"]) if read_lr else math.nan
+            pset = ParamSet([], [], [], [], [], lr, index, group)
             for p in group["params"]:
                 if p.grad is None:
                     continue

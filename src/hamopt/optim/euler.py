@@ -28,6 +28,7 @@ class Euler(HamiltonianOptimizer):
     """Explicit Euler integrator of ``H = ½ Σ m_i ‖p_i‖² + L(θ)``; arguments as :class:`Leapfrog`."""
 
     _name = "Euler"
+    _integrator = "euler"
 
     def _euler_update(self, sets: list[ParamSet]) -> None:
         fe = self._foreach()

@@ -39,19 +39,20 @@ from torch import Tensor
 from ..errors import NonFiniteError
 from . import _distributed as D
 from . import _validation as V
-from . import kernels
+from . import fused_step, kernels, tensor_step
 from .base import HamoptOptimizer, ParamSet
 from .mass import check_mass_on, inverse_mass, validate_mass
 
 CAP_EPS = 1e-12
 MODES = ("exact", "streaming")
-GLOBAL_OPTIONS = ("mode", "cap", "foreach", "track_energy", "check_finite")
+GLOBAL_OPTIONS = ("mode", "cap", "foreach", "track_energy", "check_finite", "capturable", "fused")
 
 
 class HamiltonianOptimizer(HamoptOptimizer):
     """Base class of Leapfrog and Euler: options, mass, energy reference, cap, modes, stats."""
 
     _name = "HamiltonianOptimizer"
+    _integrator = "leapfrog"  # which streaming update the tensor step applies
     _buffer = "momentum"
     GLOBAL_OPTIONS = GLOBAL_OPTIONS
     GLOBAL_REASON = "the energy H is one number over all parameters"
@@ -71,13 +72,16 @@ class HamiltonianOptimizer(HamoptOptimizer):
         foreach: bool | None = None,
         track_energy: bool = True,
         check_finite: bool = True,
+        capturable: bool = False,
+        fused: bool = False,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, gamma=gamma, mass=mass, mass_clip=mass_clip, cap=cap, mode=mode, foreach=foreach,
-                        track_energy=track_energy, check_finite=check_finite)
+                        track_energy=track_energy, check_finite=check_finite, capturable=capturable, fused=fused)
         super().__init__(params, defaults, process_group=process_group)
         self.stats: dict[str, Any] = self._empty_stats()
         self._warned_no_loss = False
+        self._compiled_program: Callable[..., Any] | None = None
 
     # ------------------------------------------------------------------ validation
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
@@ -91,9 +95,13 @@ class HamiltonianOptimizer(HamoptOptimizer):
                 raise ValueError(f"{where}cap must be None (no cap) or a finite number > 1; got {cap!r}")
         V.check_choice(f"{where}mode", options["mode"], MODES)
         V.check_optional_bool(f"{where}foreach", options["foreach"])
-        for flag in ("track_energy", "check_finite"):
+        for flag in ("track_energy", "check_finite", "capturable", "fused"):
             if not isinstance(options[flag], bool):
                 raise TypeError(f"{where}{flag} must be True or False; got {options[flag]!r}")
+        for flag in ("capturable", "fused"):
+            if options[flag] and options["mode"] != "streaming":
+                raise ValueError(f"{where}{flag}=True needs mode='streaming' (the exact mode calls the closure "
+                                 f"twice and decides on the host); got mode={options['mode']!r}")
 
     def _validate_params(self, params: list[Tensor], options: dict[str, Any], where: str) -> None:
         """A mass callable is evaluated on every parameter now, so a bad rule fails here."""
@@ -107,6 +115,7 @@ class HamiltonianOptimizer(HamoptOptimizer):
             self.stats = self._empty_stats()
         if not hasattr(self, "_warned_no_loss"):
             self._warned_no_loss = False
+        self._compiled_program = None
 
     # ------------------------------------------------------------------ state
     def _fresh_global_state(self) -> dict[str, Any]:
@@ -118,9 +127,9 @@ class HamiltonianOptimizer(HamoptOptimizer):
 
     def _after_load(self) -> None:
         # JSON-like round trips turn int keys into str: normalise the per-group dt table.
-        glob = self._global
-        glob["pending_dt"] = {int(k): None if v is None else float(v)
-                              for k, v in dict(glob["pending_dt"] or {}).items()}
+        # a capturable optimiser's scalars are tensors: every loaded state starts as Python numbers
+        # (the capturable step turns them into device tensors on its first call)
+        tensor_step.to_float_form(self._global)
 
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
@@ -230,7 +239,26 @@ class HamiltonianOptimizer(HamoptOptimizer):
             loss: streaming mode without a closure: the loss value already back-propagated
                 (``loss.backward(); opt.step(loss=loss)``). It lets the energy cap act and fills
                 ``loss``, ``hamiltonian`` and ``delta_h`` in ``stats``.
+
+        Under ``torch.compile``, and with ``capturable=True`` or ``fused=True``, a streaming step
+        keeps every per-step value in device tensors (:mod:`hamopt.optim.tensor_step`); an exact
+        step under ``torch.compile`` runs eagerly (one graph break).
         """
+        if torch.compiler.is_compiling():
+            return self._step_tensor(closure, loss)
+        g = self.param_groups[0]
+        if g["fused"] and not g["capturable"] and fused_step.applies(self):
+            if closure is not None:
+                if loss is not None:
+                    raise ValueError("pass either closure or loss=, not both")
+                return fused_step.streaming_step(self, self._call_closure(closure), source="the closure")
+            return fused_step.streaming_step(self, loss, source="loss=")
+        if g["capturable"] or g["fused"]:
+            return self._step_tensor(closure, loss)
+        return self._step_eager(closure, loss)
+
+    def _step_eager(self, closure: Callable[[], Any] | None, loss: Any) -> Any:
+        """The eager step: decisions on the host, in Python floats."""
         if self.mode == "exact":
             if closure is None:
                 raise ValueError(
@@ -247,6 +275,28 @@ class HamiltonianOptimizer(HamoptOptimizer):
                 raise ValueError("pass either closure or loss=, not both")
             return self._step_streaming(self._call_closure(closure), source="the closure")
         return self._step_streaming(loss, source="loss=")
+
+    def _step_tensor(self, closure: Callable[[], Any] | None, loss: Any) -> Any:
+        """Streaming mode with every per-step value in a device tensor (see
+        :mod:`hamopt.optim.tensor_step`): under ``torch.compile``, with ``capturable=True`` and
+        with ``fused=True`` (the whole update compiled by Inductor into a few loops over memory).
+        Only the program between :func:`~hamopt.optim.tensor_step.prepare` and
+        :func:`~hamopt.optim.tensor_step.finish` is traced."""
+        value, inputs, sets, config = tensor_step.prepare(self, closure, loss)
+        if inputs is None:  # exact mode under torch.compile: the eager step ran
+            return value
+        integrator, cap, energy, check, fused = config
+        program = tensor_step.streaming_program
+        if fused and not torch.compiler.is_compiling():
+            if tensor_step.fused_cpu_supported(inputs):
+                program = tensor_step.fused_cpu_program
+            else:
+                if self._compiled_program is None:
+                    self._compiled_program = tensor_step.compiled_program()
+                program = self._compiled_program
+        stats = program(inputs, integrator=integrator, cap=cap, energy=energy, check=check)
+        tensor_step.finish(self, inputs, sets, stats)
+        return value
 
     def _step_exact(self, closure: Callable[[], Any]) -> Any:
         """Exact mode: both gradients of the step on the batch the closure evaluates.

@@ -60,6 +60,17 @@ class Leapfrog(HamiltonianOptimizer):
             (one read of the gradients and one host sync). ``False`` skips it when nothing else
             needs the norm (``track_energy=False, cap=None``): then a streaming step does no
             reduction and no host sync at all, like ``torch.optim.SGD``. Exact mode always checks.
+        capturable: streaming mode: every per-step value (dt, K, H0, the cap's factor, the step
+            counter) lives in a device tensor and every decision (the cap, the non-finite guard)
+            is made on the device: no host sync at all, so the step can be captured in a CUDA
+            graph. ``stats`` then holds 0-d tensors (read them when needed; ``stats["finite"]``
+            is False for a step that a non-finite loss or gradient left without effect). Use a
+            tensor ``lr`` for a scheduler inside a captured graph. Optimiser-wide.
+        fused: streaming mode: one read of p and g for the energy sums and one pass for the
+            whole update (hand-written kernels for contiguous float32/float64 CPU tensors,
+            compiled once per machine; an Inductor-compiled step elsewhere). Same numbers as the
+            eager step to float rounding. Optimiser-wide. Under ``torch.compile`` (any options)
+            a streaming step compiles once: see :mod:`hamopt.optim.tensor_step`.
         process_group: the ``torch.distributed`` process group the loss, K and ‖g‖² are reduced
             over (None: the default group). Under DDP or FSDP2 the closure (or ``loss=``) gives
             each rank's local mean loss on an equal-sized local batch and the optimiser uses the
