@@ -35,12 +35,17 @@ class StudyData:
 
 
 def check_data_dir(preset: Any, data_dir: str | Path | None) -> None:
-    """Refuse a data directory a preset cannot use, before anything runs."""
+    """Refuse a data directory a preset cannot use, and test windows that do not fit, before
+    anything runs."""
     if preset.data == "stdlib":
         if data_dir is not None:
             raise SpecError(
                 f"data_dir applies only to shard presets; {preset.name} uses the stdlib corpus"
             )
+        if getattr(preset, "test_windows", 0):
+            from ..data.text import load_text_corpus
+
+            test_windows(load_text_corpus("stdlib").val, preset)
         return
     if data_dir is None:
         raise SpecError(
