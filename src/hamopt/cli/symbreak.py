@@ -43,9 +43,9 @@ def run_symbreak(
     if ddp.current() is not None and not ddp.current().is_writer:
         return 0  # under torchrun rank 0 reports for the job
     print(format_table(summary.table))
+    from ..experiments.store import readable_runs
     from ..experiments.symbreak_gaps import format_gaps, gap_rows
     from ..experiments.symbreak_report import _optimizer_order
-    from ..experiments.store import readable_runs
 
     runs, _ = readable_runs(summary.out)
     print("\n" + format_gaps(gap_rows(runs, _optimizer_order(summary.out, runs))))

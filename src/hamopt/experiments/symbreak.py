@@ -1,11 +1,17 @@
 r"""The symmetry-breaking study on the run engine: optimisers × attention variants × seeds on a
 GPT, with the validation loss, the energy record and the Noether charges of every step.
 
-Presets (:data:`PRESETS`):
+Presets (:data:`PRESETS`, :mod:`.symbreak_preset`):
 
 * ``symbreak-tiny`` (CPU): the ``tiny`` GPT (4 layers, 4 heads, width 128, context 128, bytes)
   on the offline standard-library corpus (:mod:`hamopt.data.text`), AdamW, SGD-momentum, ECDq1
   and Leapfrog × {``symmetric``, ``bq+bv``} × 3 seeds, a short fixed budget of steps;
+* ``symbreak-cpu`` (CPU): a 2-layer GPT (width 64) on the same corpus, AdamW, SOAP,
+  SGD-momentum, ECDq1 and Leapfrog × {``symmetric``, ``bq+bv``}, each optimiser tuned per variant
+  on a small grid (on a tuning seed, by validation loss: :mod:`.symbreak_tuning`), then 3 seeds
+  compared on held-out test windows (:mod:`.symbreak_gaps`), with downstream scores and the
+  optimiser-state bytes (:mod:`.symbreak_metrics`) and the final models kept for the head
+  analysis (``hamopt heads DIR``: :mod:`.heads_report`);
 * ``symbreak-124m`` (GPU): the ``124m`` GPT on uint16 token shards (``--data-root DIR`` with
   ``train*.bin`` and ``val*.bin``; see :mod:`hamopt.data.text` for the format), same grid.
 
@@ -31,7 +37,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +45,19 @@ import torch
 
 from .. import families
 from . import ddp
-from .engine import Study, StudyRun, execute, run_study
+from .engine import Study, StudyRun, execute
 from .spec import SpecError
 from .spec_load import available_devices
 from .symbreak_data import check_data_dir, load_study_data, validation_loss
+from .symbreak_preset import (
+    PRESET_NAMES,
+    PRESETS,
+    SymbreakPreset,
+    load_preset,
+    preset_dict,
+    preset_text,
+    preset_yaml,
+)
 from .symbreak_report import analyse, format_table
 
 __all__ = [
@@ -70,64 +85,6 @@ COLUMNS = (
 )
 BIAS_STREAM = 3
 
-
-@dataclass(frozen=True)
-class SymbreakPreset:
-    """A study grid. ``hyper`` maps optimiser name → keyword arguments of its constructor
-    (``lr`` is the step size, ``mode`` the family's mode); ``types`` maps it → its family."""
-
-    name: str
-    model: str
-    model_overrides: dict[str, Any]
-    steps: int
-    batch_size: int
-    context: int
-    eval_every: int
-    val_windows: int
-    hyper: dict[str, dict[str, Any]]
-    types: dict[str, str]
-    optimizers: tuple[str, ...]
-    variants: tuple[str, ...] = ("symmetric", "bq+bv")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    data: str = "stdlib"
-    device: str = "cpu"
-    threads: int | None = None
-    workers: int = 1
-    grid: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
-    tune_seed: int | None = None
-    test_windows: int = 0
-    save_models: bool = False
-
-
-PRESET_NAMES = ("symbreak-tiny", "symbreak-cpu", "symbreak-124m")
-
-
-def preset_text(name: str) -> str:
-    """The YAML text of symbreak preset ``name`` (stored next to this module)."""
-    from importlib import resources
-
-    if name not in PRESET_NAMES:
-        raise SpecError(f"preset must be one of {', '.join(map(repr, PRESET_NAMES))}; got {name!r}")
-    return resources.files("hamopt.experiments").joinpath("presets", f"{name}.yaml").read_text(
-        encoding="utf-8")
-
-
-def load_preset(name: str) -> SymbreakPreset:
-    """Symbreak preset ``name`` from its YAML."""
-    import yaml
-
-    data = yaml.safe_load(preset_text(name))
-    entries = data.pop("optimizers")
-    return SymbreakPreset(
-        **{k: tuple(v) if k in ("variants", "seeds") else v for k, v in data.items()},
-        hyper={n: dict(e.get("hyper", {})) for n, e in entries.items()},
-        grid={n: dict(e["grid"]) for n, e in entries.items() if e.get("grid")},
-        types={n: e["type"] for n, e in entries.items()},
-        optimizers=tuple(entries),
-    )
-
-
-PRESETS: dict[str, SymbreakPreset] = {name: load_preset(name) for name in PRESET_NAMES}
 
 
 @dataclass(frozen=True)
@@ -189,18 +146,6 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def point_tag(point: dict[str, Any]) -> str:
     """A grid point as a run-id fragment: ``lr0.003`` (``-`` between keys)."""
     return "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in point.items())
-
-
-def preset_dict(preset: SymbreakPreset) -> dict[str, Any]:
-    """The preset as plain JSON-ready data (tuples as lists)."""
-    return json.loads(json.dumps(asdict(preset)))
-
-
-def preset_yaml(preset: SymbreakPreset) -> str:
-    """The (resolved) preset as YAML."""
-    import yaml
-
-    return yaml.safe_dump(preset_dict(preset), sort_keys=False)
 
 
 class SymbreakStudy(Study):

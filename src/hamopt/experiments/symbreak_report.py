@@ -235,7 +235,7 @@ def _report(
     figures: list[str],
     preset_name: str | None,
     accounting: Any,
-    gaps: list[dict[str, Any]] | None = None,
+    gap_table: list[dict[str, Any]] | None = None,
 ) -> None:
     esc = html.escape
     n_runs = len(runs)
@@ -300,7 +300,7 @@ over h (AdamW, ECDq1).
 For the symmetric model with momentum dynamics the charges start at zero and stay there up to
 rounding; symmetry-breaking biases create and move them.</p>
 {gaps_html}
-{_gaps_section(root, gaps or [])}
+{_gaps_section(root, gap_table or [])}
 <h2>Charges</h2>
 <table>{head}{"".join(body)}</table>
 {imgs}
