@@ -200,13 +200,13 @@ def _heatmap(root: Path, summary: list[dict[str, Any]]) -> str | None:
     classes = [c for c in TOKEN_CLASSES if any(s["class"] == c for s in summary)]
     has_ref = any(s["z_reference"] is not None for s in summary)
     rows_n = 2 if has_ref else 1
-    fig, axes = plt.subplots(rows_n, len(opts), figsize=(3.2 * len(opts) + 1, 0.35 * len(heads)
-                                                          * rows_n + 2.2), squeeze=False)
+    fig, axes = plt.subplots(rows_n, len(opts), squeeze=False, constrained_layout=True,
+                             figsize=(3.2 * len(opts) + 1.5, (0.3 * len(heads) + 1.8) * rows_n))
     image = None
     for j, opt in enumerate(opts):
         for i, (key, count_key, title) in enumerate(
-                [("z", "significant_seeds", f"{opt}: bq+bv"),
-                 ("z_reference", "significant_seeds_reference", f"{opt}: symmetric control")][:rows_n]):
+                [("z", "significant_seeds", f"{opt}: biased"),
+                 ("z_reference", "significant_seeds_reference", f"{opt}: control")][:rows_n]):
             grid = np.full((len(heads), len(classes)), np.nan)
             counts = np.zeros_like(grid)
             for s in summary:
