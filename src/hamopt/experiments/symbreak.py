@@ -103,7 +103,8 @@ class RunConfig:
 def plan_runs(
     preset: SymbreakPreset, *, stage: str = "eval", chosen: dict[str, dict[str, Any]] | None = None
 ) -> list[RunConfig]:
-    """The runs in a fixed order: optimiser, variant, (grid point,) seed.
+    """The runs in a fixed order: optimiser, variant, (grid point,) seed; a tuned evaluation
+    (``chosen`` given) runs seed after seed (each seed: optimiser, variant).
 
     ``stage="eval"`` (default): every seed of :attr:`SymbreakPreset.seeds`, each optimiser with its
     ``hyper`` updated by ``chosen["<optimizer>/<variant>"]`` (the tuned values; a pair missing
@@ -132,6 +133,8 @@ def plan_runs(
             for seed in preset.seeds:
                 runs.append(RunConfig(f"{tag}__s{seed}", preset.name, opt, variant, seed, hyper,
                                       dict(point)))
+    if stage == "eval" and chosen:  # seed after seed: a partial sweep compares on whole seeds
+        runs.sort(key=lambda c: preset.seeds.index(c.seed))
     return runs
 
 
