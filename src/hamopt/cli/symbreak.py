@@ -43,12 +43,10 @@ def run_symbreak(
     if ddp.current() is not None and not ddp.current().is_writer:
         return 0  # under torchrun rank 0 reports for the job
     print(format_table(summary.table))
-    from ..experiments.store import readable_runs
-    from ..experiments.symbreak_gaps import format_gaps, gap_rows
-    from ..experiments.symbreak_report import _optimizer_order
+    from ..experiments.symbreak_gaps import format_gaps
+    from ..experiments.symbreak_report import gap_table
 
-    runs, _ = readable_runs(summary.out)
-    print("\n" + format_gaps(gap_rows(runs, _optimizer_order(summary.out, runs))))
+    print("\n" + format_gaps(gap_table(summary.out)))
     print(
         f"\n{summary.runs} runs ({summary.ran} run now, {summary.skipped} kept, "
         f"{summary.diverged} diverged, {summary.failed} failed) "

@@ -29,7 +29,7 @@ from ..diagnostics import tail_median_abs
 from ..diagnostics.cap import mean_ci
 from .atomic import atomic_write_text, write_csv
 
-__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "stored_preset_name"]
+__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "gap_table", "stored_preset_name"]
 
 TAIL_FRACTION = 0.2
 
@@ -75,6 +75,15 @@ def _optimizer_order(root: Path, runs: list[tuple[dict[str, Any], Any]]) -> list
     text = RunStore(root).read_text("spec.yaml")
     listed = list((yaml.safe_load(text) or {}).get("optimizers", [])) if text else []
     return listed + sorted({m["optimizer"] for m, _ in runs} - set(listed))
+
+
+def gap_table(out: str | Path) -> list[dict[str, Any]]:
+    """The gap-to-AdamW rows (:func:`hamopt.experiments.symbreak_gaps.gap_rows`) of a study
+    directory, optimisers in the preset's order."""
+    from .symbreak_gaps import gap_rows
+
+    runs, _ = _load(Path(out))
+    return gap_rows(runs, _optimizer_order(Path(out), runs))
 
 
 def _tail_median(values: Sequence[Any], fraction: float = TAIL_FRACTION) -> float | None:
