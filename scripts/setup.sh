@@ -12,3 +12,5 @@ fi
 # torch first and pinned: any other torch request would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[lab,demo,dev,ray]"
+# the SOAP baseline (hamopt.families.soap); --no-deps: it needs only torch and numpy, already here
+.venv/bin/python -m pip install -q --no-deps "pytorch-optimizer==4.1.0"

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "hamopt.cli.reproduce",
     "hamopt.cli.bands",
     "hamopt.cli.report",
+    "hamopt.cli.heads",
     "hamopt.cli.demo",
 )
 

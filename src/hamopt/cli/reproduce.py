@@ -17,7 +17,7 @@ import argparse
 from .sweep import add_backend_arguments, backend_options, is_writer
 
 DRIFT_PRESETS = ("quick", "cpu", "paper", "stability-quick")
-SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-124m")
+SYMBREAK_PRESETS = ("symbreak-tiny", "symbreak-cpu", "symbreak-124m")
 HYBRID_PRESETS = ("hybrid-quick", "hybrid-cpu")
 DEFAULT_PRESET = "quick"
 
@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--preset", choices=DRIFT_PRESETS + SYMBREAK_PRESETS + HYBRID_PRESETS, default=DEFAULT_PRESET,
         help="quick: digits/MLP ~1 min; cpu: CIFAR-10 subset/ResNet ~10 min; paper: ResNet-18, "
         "GPU; stability-quick: the stability monitor on digits/MLP; symbreak-tiny: GPT attention "
-        "symmetry study, CPU; symbreak-124m: the same on a GPU "
+        "symmetry study, CPU, short; symbreak-cpu: the same with SOAP, tuned per optimiser, long "
+        "enough to test the claim, CPU; symbreak-124m: the same on a GPU "
         "(--data-root = token shards); hybrid-quick / hybrid-cpu: Hybrid schedules vs single "
         "optimisers at equal gradient evaluations, digits / CIFAR-10 subset (default: %(default)s)",
     )

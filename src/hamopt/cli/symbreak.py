@@ -43,6 +43,10 @@ def run_symbreak(
     if ddp.current() is not None and not ddp.current().is_writer:
         return 0  # under torchrun rank 0 reports for the job
     print(format_table(summary.table))
+    from ..experiments.symbreak_gaps import format_gaps
+    from ..experiments.symbreak_report import gap_table
+
+    print("\n" + format_gaps(gap_table(summary.out)))
     print(
         f"\n{summary.runs} runs ({summary.ran} run now, {summary.skipped} kept, "
         f"{summary.diverged} diverged, {summary.failed} failed) "

@@ -1,11 +1,17 @@
 r"""The symmetry-breaking study on the run engine: optimisers × attention variants × seeds on a
 GPT, with the validation loss, the energy record and the Noether charges of every step.
 
-Presets (:data:`PRESETS`):
+Presets (:data:`PRESETS`, :mod:`.symbreak_preset`):
 
 * ``symbreak-tiny`` (CPU): the ``tiny`` GPT (4 layers, 4 heads, width 128, context 128, bytes)
   on the offline standard-library corpus (:mod:`hamopt.data.text`), AdamW, SGD-momentum, ECDq1
   and Leapfrog × {``symmetric``, ``bq+bv``} × 3 seeds, a short fixed budget of steps;
+* ``symbreak-cpu`` (CPU): a 2-layer GPT (width 64) on the same corpus, AdamW, SOAP,
+  SGD-momentum, ECDq1 and Leapfrog × {``symmetric``, ``bq+bv``}, each optimiser tuned per variant
+  on a small grid (on a tuning seed, by validation loss: :mod:`.symbreak_tuning`), then 3 seeds
+  compared on held-out test windows (:mod:`.symbreak_gaps`), with downstream scores and the
+  optimiser-state bytes (:mod:`.symbreak_metrics`) and the final models kept for the head
+  analysis (``hamopt heads DIR``: :mod:`.heads_report`);
 * ``symbreak-124m`` (GPU): the ``124m`` GPT on uint16 token shards (``--data-root DIR`` with
   ``train*.bin`` and ``val*.bin``; see :mod:`hamopt.data.text` for the format), same grid.
 
@@ -31,7 +37,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +45,19 @@ import torch
 
 from .. import families
 from . import ddp
-from .engine import Study, StudyRun, execute, run_study
+from .engine import Study, StudyRun, execute
 from .spec import SpecError
 from .spec_load import available_devices
 from .symbreak_data import check_data_dir, load_study_data, validation_loss
+from .symbreak_preset import (
+    PRESET_NAMES,
+    PRESETS,
+    SymbreakPreset,
+    load_preset,
+    preset_dict,
+    preset_text,
+    preset_yaml,
+)
 from .symbreak_report import analyse, format_table
 
 __all__ = [
@@ -71,59 +86,6 @@ COLUMNS = (
 BIAS_STREAM = 3
 
 
-@dataclass(frozen=True)
-class SymbreakPreset:
-    """A study grid. ``hyper`` maps optimiser name → keyword arguments of its constructor
-    (``lr`` is the step size, ``mode`` the family's mode); ``types`` maps it → its family."""
-
-    name: str
-    model: str
-    model_overrides: dict[str, Any]
-    steps: int
-    batch_size: int
-    context: int
-    eval_every: int
-    val_windows: int
-    hyper: dict[str, dict[str, Any]]
-    types: dict[str, str]
-    optimizers: tuple[str, ...]
-    variants: tuple[str, ...] = ("symmetric", "bq+bv")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    data: str = "stdlib"
-    device: str = "cpu"
-    threads: int | None = None
-    workers: int = 1
-
-
-PRESET_NAMES = ("symbreak-tiny", "symbreak-124m")
-
-
-def preset_text(name: str) -> str:
-    """The YAML text of symbreak preset ``name`` (stored next to this module)."""
-    from importlib import resources
-
-    if name not in PRESET_NAMES:
-        raise SpecError(f"preset must be one of {', '.join(map(repr, PRESET_NAMES))}; got {name!r}")
-    return resources.files("hamopt.experiments").joinpath("presets", f"{name}.yaml").read_text(
-        encoding="utf-8")
-
-
-def load_preset(name: str) -> SymbreakPreset:
-    """Symbreak preset ``name`` from its YAML."""
-    import yaml
-
-    data = yaml.safe_load(preset_text(name))
-    entries = data.pop("optimizers")
-    return SymbreakPreset(
-        **{k: tuple(v) if k in ("variants", "seeds") else v for k, v in data.items()},
-        hyper={n: dict(e.get("hyper", {})) for n, e in entries.items()},
-        types={n: e["type"] for n, e in entries.items()},
-        optimizers=tuple(entries),
-    )
-
-
-PRESETS: dict[str, SymbreakPreset] = {name: load_preset(name) for name in PRESET_NAMES}
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -135,39 +97,77 @@ class RunConfig:
     variant: str
     seed: int
     hyper: dict[str, Any] = field(default_factory=dict)
+    grid_point: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_runs(preset: SymbreakPreset) -> list[RunConfig]:
-    """The grid in a fixed order: optimiser, variant, seed."""
+def plan_runs(
+    preset: SymbreakPreset, *, stage: str = "eval", chosen: dict[str, dict[str, Any]] | None = None
+) -> list[RunConfig]:
+    """The runs in a fixed order: optimiser, variant, (grid point,) seed; a tuned evaluation
+    (``chosen`` given) runs seed after seed (each seed: optimiser, variant).
+
+    ``stage="eval"`` (default): every seed of :attr:`SymbreakPreset.seeds`, each optimiser with its
+    ``hyper`` updated by ``chosen["<optimizer>/<variant>"]`` (the tuned values; a pair missing
+    from a non-empty ``chosen`` is left out: none of its grid points trained). ``stage="tune"``:
+    every point of each optimiser's ``grid`` (the Cartesian product of its keys) on the
+    ``tune_seed`` alone (see :mod:`hamopt.experiments.symbreak_tuning`).
+    """
+    if stage not in ("eval", "tune"):
+        raise SpecError(f"stage must be 'eval' or 'tune'; got {stage!r}")
     runs = []
     for opt in preset.optimizers:
         if opt not in preset.types or opt not in preset.hyper:
             raise SpecError(f"optimizers: unknown optimiser {opt!r}; known: {', '.join(preset.types)}")
         for variant in preset.variants:
+            tag = f"{opt}__{variant.replace('+', '-')}"
+            if stage == "tune":
+                for point in grid_points(preset.grid.get(opt, {})):
+                    rid = f"{tag}__{point_tag(point)}__s{preset.tune_seed}"
+                    runs.append(RunConfig(rid, preset.name, opt, variant, int(preset.tune_seed),
+                                          {**preset.hyper[opt], **point}, point))
+                continue
+            if chosen and f"{opt}/{variant}" not in chosen:
+                continue
+            hyper = {**preset.hyper[opt], **(chosen or {}).get(f"{opt}/{variant}", {})}
+            point = (chosen or {}).get(f"{opt}/{variant}", {})
             for seed in preset.seeds:
-                rid = f"{opt}__{variant.replace('+', '-')}__s{seed}"
-                runs.append(RunConfig(rid, preset.name, opt, variant, seed, dict(preset.hyper[opt])))
+                runs.append(RunConfig(f"{tag}__s{seed}", preset.name, opt, variant, seed, hyper,
+                                      dict(point)))
+    if stage == "eval" and chosen:  # seed after seed: a partial sweep compares on whole seeds
+        runs.sort(key=lambda c: preset.seeds.index(c.seed))
     return runs
 
 
-def preset_dict(preset: SymbreakPreset) -> dict[str, Any]:
-    """The preset as plain JSON-ready data (tuples as lists)."""
-    return json.loads(json.dumps(asdict(preset)))
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The Cartesian product of a grid's values, keys in the grid's order (``[{}]`` when empty)."""
+    import itertools
+
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def preset_yaml(preset: SymbreakPreset) -> str:
-    """The (resolved) preset as YAML."""
-    import yaml
-
-    return yaml.safe_dump(preset_dict(preset), sort_keys=False)
+def point_tag(point: dict[str, Any]) -> str:
+    """A grid point as a run-id fragment: ``lr0.003`` (``-`` between keys)."""
+    return "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in point.items())
 
 
 class SymbreakStudy(Study):
     """The symmetry-breaking study of one preset (data read from ``data_dir`` for shard presets)."""
 
-    def __init__(self, preset: SymbreakPreset, data_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        preset: SymbreakPreset,
+        data_dir: str | Path | None = None,
+        *,
+        stage: str = "eval",
+        chosen: dict[str, dict[str, Any]] | None = None,
+        out: str | Path | None = None,
+    ) -> None:
         self.preset = preset
         self.data_dir = None if data_dir is None else str(data_dir)
+        self.stage = stage
+        self.chosen = dict(chosen or {})
+        self.out = None if out is None else str(out)  # where a run saves its final model
         self.steps = preset.steps
         self.threads = preset.threads
         self.workers = preset.workers
@@ -181,6 +181,8 @@ class SymbreakStudy(Study):
         data.pop("threads")
         data.pop("workers")
         data["data_dir"] = self.data_dir
+        if self.stage != "eval" or self.chosen:
+            data["stage"], data["chosen"] = self.stage, self.chosen
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
         return digest, yaml.safe_dump(data, sort_keys=False)
 
@@ -194,7 +196,7 @@ class SymbreakStudy(Study):
         check_data_dir(self.preset, self.data_dir)
 
     def plan(self, store: Any, log: Callable[[str], None]) -> list[RunConfig]:
-        return plan_runs(self.preset)
+        return plan_runs(self.preset, stage=self.stage, chosen=self.chosen)
 
     def check_world(self, world_size: int) -> None:
         """Under torchrun each rank trains on an equal slice of the global batch (see
@@ -228,6 +230,7 @@ class SymbreakStudy(Study):
             "variant": cfg.variant,
             "seed": cfg.seed,
             "hyper": cfg.hyper,
+            "grid_point": cfg.grid_point,
             "steps_done": 0 if run is None else len(run.rows()["step"]),
             "batch_size": p.batch_size,
             "context": p.context,
@@ -240,6 +243,8 @@ class SymbreakStudy(Study):
             "device": p.device,
             "dtype": "float32",
             "final_val_loss": getattr(run, "final_val", None),
+            "stage": self.stage,
+            **getattr(run, "final_metrics", {}),
             "loss_unit": "nats per token",
             "noether_source": getattr(run, "source", None),
             **families.get(self.preset.types[cfg.optimizer]).manifest(getattr(run, "optimizer", None)),
@@ -269,6 +274,8 @@ class SymbreakRun(StudyRun):
         self.monitor = NoetherMonitor(self.model, self.optimizer)
         self.source = self.monitor.source
         self.final_val: float | None = None
+        self.final_metrics: dict[str, Any] = {}
+        self.study = study
         self._rows: dict[str, list[Any]] = {c: [] for c in COLUMNS}
 
     def step(self, t: int) -> float:
@@ -298,7 +305,24 @@ class SymbreakRun(StudyRun):
         return record.loss
 
     def finish(self) -> None:
-        self.final_val = validation_loss(self.model, self.data.validation, self.preset.device)
+        """The final validation loss; the optimiser's state bytes; with test windows, the test
+        loss and the downstream scores; the final model when the study keeps models."""
+        from .symbreak_metrics import downstream_scores, optimizer_state_bytes
+
+        p, model = self.preset, self.model
+        self.final_val = validation_loss(model, self.data.validation, p.device)
+        state = optimizer_state_bytes(self.optimizer)
+        metrics: dict[str, Any] = {"optimizer_state_bytes": state,
+                                   "state_bytes_per_parameter": state / self.parameters}
+        if self.data.test:
+            metrics["test_loss"] = validation_loss(model, self.data.test, p.device)
+            metrics["downstream"] = downstream_scores(model, self.data.test, p.device)
+        self.final_metrics = metrics
+        if p.save_models and self.study.out is not None and self.study.stage == "eval":
+            from .store import RunStore
+            from .symbreak_tuning import MODEL_FILE, save_model
+
+            save_model(model, RunStore(self.study.out).run_dir(self.cfg.run_id) / MODEL_FILE)
 
     def rows(self) -> dict[str, list[Any]]:
         return self._rows
@@ -353,6 +377,9 @@ def resolve_preset(
             f"{', '.join(map(repr, devices))}"
         )
     plan_runs(preset)  # unknown optimisers are refused before anything runs
+    from .symbreak_tuning import check_tuning
+
+    check_tuning(preset)
     return preset
 
 
@@ -380,12 +407,16 @@ def run_preset(
     """Run (or resume) preset ``name`` (a name of :data:`PRESETS` or a :class:`SymbreakPreset`,
     with the overrides of :func:`resolve_preset`) into ``out``; then analyse and write the
     report. Returns the summary with the table rows."""
+    from .symbreak_tuning import run_stages
+
     preset = resolve_preset(name, **overrides)
     check_data_dir(preset, data_dir)
-    summary = run_study(SymbreakStudy(preset, data_dir), out, progress=progress,
-                        log=log or (lambda s: None))
+    say = log or (lambda s: None)
+    summaries = run_stages(preset, out, data_dir=data_dir, progress=progress, log=say)
     job = ddp.current()
     table = analyse(out, preset_name=preset.name) if job is None or job.is_writer else []
-    ran = summary.completed + summary.diverged + summary.failed
-    return SymbreakSummary(Path(out), summary.planned, ran, summary.skipped, summary.failed,
-                           summary.diverged, summary.wall_time_s, table)
+    ran = sum(s.completed + s.diverged + s.failed for s in summaries)
+    return SymbreakSummary(Path(out), sum(s.planned for s in summaries), ran,
+                           sum(s.skipped for s in summaries), sum(s.failed for s in summaries),
+                           sum(s.diverged for s in summaries),
+                           sum(s.wall_time_s for s in summaries), table)

@@ -7,11 +7,17 @@ seeds with a 95 % t-interval (n − 1 degrees of freedom). Tail medians and inte
 analysis module's own (:func:`hamopt.diagnostics.tail_median_abs`,
 :func:`hamopt.diagnostics.cap.mean_ci`). Runs the plan lists but the directory lacks, or whose
 files are damaged, are named in the report.
+
+``gaps.csv`` and the report's first table answer claim 1 (:mod:`.symbreak_gaps`: the test loss,
+the gap to AdamW paired by seed, how much the biases narrow it, the optimiser-state bytes per
+parameter and the downstream scores); the report links the tuning record (``tuning.json``) and
+the head analysis (``heads.html``, written by ``hamopt heads DIR``) when they exist.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -23,7 +29,7 @@ from ..diagnostics import tail_median_abs
 from ..diagnostics.cap import mean_ci
 from .atomic import atomic_write_text, write_csv
 
-__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "stored_preset_name"]
+__all__ = ["TABLE_COLUMNS", "analyse", "format_table", "gap_table", "stored_preset_name"]
 
 TAIL_FRACTION = 0.2
 
@@ -69,6 +75,15 @@ def _optimizer_order(root: Path, runs: list[tuple[dict[str, Any], Any]]) -> list
     text = RunStore(root).read_text("spec.yaml")
     listed = list((yaml.safe_load(text) or {}).get("optimizers", [])) if text else []
     return listed + sorted({m["optimizer"] for m, _ in runs} - set(listed))
+
+
+def gap_table(out: str | Path) -> list[dict[str, Any]]:
+    """The gap-to-AdamW rows (:func:`hamopt.experiments.symbreak_gaps.gap_rows`) of a study
+    directory, optimisers in the preset's order."""
+    from .symbreak_gaps import gap_rows
+
+    runs, _ = _load(Path(out))
+    return gap_rows(runs, _optimizer_order(Path(out), runs))
 
 
 def _tail_median(values: Sequence[Any], fraction: float = TAIL_FRACTION) -> float | None:
@@ -139,8 +154,13 @@ def analyse(out: str | Path, *, preset_name: str | None = None) -> list[dict[str
         row["ms_per_step"] = 1000 * statistics.fmean(walls) if walls else None
         table.append(row)
     write_csv(root / "table.csv", table, TABLE_COLUMNS)
+    from .symbreak_gaps import GAP_COLUMNS, gap_rows
+
+    gaps = gap_rows(runs, _optimizer_order(root, runs))
+    write_csv(root / "gaps.csv", [dict(g, chosen=json.dumps(g["chosen"])) for g in gaps],
+              GAP_COLUMNS)
     figures = _figures(root, runs)
-    _report(root, table, runs, figures, preset_name, accounting)
+    _report(root, table, runs, figures, preset_name, accounting, gaps)
     return table
 
 
@@ -224,6 +244,7 @@ def _report(
     figures: list[str],
     preset_name: str | None,
     accounting: Any,
+    gap_table: list[dict[str, Any]] | None = None,
 ) -> None:
     esc = html.escape
     n_runs = len(runs)
@@ -288,12 +309,52 @@ over h (AdamW, ECDq1).
 For the symmetric model with momentum dynamics the charges start at zero and stay there up to
 rounding; symmetry-breaking biases create and move them.</p>
 {gaps_html}
+{_gaps_section(root, gap_table or [])}
+<h2>Charges</h2>
 <table>{head}{"".join(body)}</table>
 {imgs}
 <p>Files: table.csv, runs/&lt;run_id&gt;/manifest.json, runs/&lt;run_id&gt;/steps.parquet.</p>
 </body></html>
 """
     atomic_write_text(root / "report.html", doc)
+
+
+def _gaps_section(root: Path, gaps: list[dict[str, Any]]) -> str:
+    """Claim 1's table (test loss, paired gap to AdamW, narrowing, memory, downstream scores) and
+    the links to the tuning record and the head analysis."""
+    esc = html.escape
+
+    def ci(r: dict[str, Any], key: str, spec: str = "+.4f") -> str:
+        if r.get(key) is None:
+            return "—"
+        return f"{_fmt(r[key], spec)} [{_fmt(r[key + '_ci_low'], spec)}, {_fmt(r[key + '_ci_high'], spec)}]"
+
+    cols = ("optimiser", "variant", "n", "chosen", "state B/param", "test loss (95% CI)",
+            "gap to AdamW (paired)", "narrowing by biases (paired)", "bias effect on own loss",
+            "val drop, last 20 %", "bracket acc.", "keyword compl.", "byte acc.")
+    body = "".join(
+        f"<tr><td>{esc(r['optimizer'])}</td><td>{esc(r['variant'])}</td><td>{r['n']}</td>"
+        f"<td>{esc(json.dumps(r['chosen']) if r['chosen'] else '—')}</td>"
+        f"<td>{_fmt(r['state_bytes_per_parameter'], '.1f')}</td><td>{ci(r, 'loss', '.4f')}</td>"
+        f"<td>{ci(r, 'gap')}</td><td>{ci(r, 'narrowing')}</td><td>{ci(r, 'bias_effect')}</td>"
+        f"<td>{_fmt(r['tail_drop'], '.4f')}</td><td>{ci(r, 'bracket_accuracy', '.3f')}</td>"
+        f"<td>{ci(r, 'keyword_completion', '.3f')}</td><td>{ci(r, 'byte_accuracy', '.3f')}</td></tr>"
+        for r in gaps)
+    links = []
+    if (root / "tuning.json").exists():
+        links.append('<a href="tuning.json">tuning.json</a> (the grid, every tuning run\'s '
+                     "validation loss and the choice; runs in tune/)")
+    if (root / "heads.html").exists():
+        links.append('<a href="heads.html">head analysis</a> (heads.csv, heads.png; '
+                     "<code>hamopt heads DIR</code>)")
+    return f"""<h2>Claim 1: the gap to AdamW, with and without biases</h2>
+<p>Loss: held-out test windows (the final validation loss where a preset has none), nats per
+token. Gap = loss − AdamW's loss in the same variant, paired by seed; narrowing = gap(symmetric)
+− gap(biased), paired by seed (positive: the biases narrowed the gap); bias effect = loss(biased)
+− loss(symmetric) of the optimiser itself (negative: the biases helped). Mean over seeds with a
+95 % t-interval. State B/param: bytes of optimiser state per parameter.</p>
+<table><tr>{"".join(f"<th>{esc(c)}</th>" for c in cols)}</tr>{body}</table>
+<p>{" · ".join(links)}</p>"""
 
 
 def format_table(table: list[dict[str, Any]]) -> str:

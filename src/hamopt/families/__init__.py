@@ -32,6 +32,7 @@ from .registry import (
     register,
     register_optimizer,
 )
+from .soap import SOAP_FAMILY  # registered when pytorch-optimizer is installed (extra "soap")
 
 __all__ = [
     "ADAM",
@@ -46,6 +47,7 @@ __all__ = [
     "LEAPFROG",
     "PlaygroundEntry",
     "SGD",
+    "SOAP_FAMILY",
     "SharpnessRule",
     "StabilityRule",
     "UnknownFamilyError",
