@@ -11,6 +11,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: any other torch request would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[lab,demo,dev,ray]"
+.venv/bin/python -m pip install -q -e ".[lab,demo,dev,ray,fused]"
 # the SOAP baseline (hamopt.families.soap); --no-deps: it needs only torch and numpy, already here
 .venv/bin/python -m pip install -q --no-deps "pytorch-optimizer==4.1.0"
