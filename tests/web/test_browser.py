@@ -11,9 +11,9 @@ Redraw latency of a 300-step run, median over seven step-size edits, printed (``
 saved next to the screenshot in the test's temp directory, two ways: in the page, from the
 box's ``input`` event to the moment the redrawn title is in the DOM (what a person waits for),
 and in the harness, from before Playwright types to the moment it sees the title (adds the
-browser automation's own round trips). The in-page median must be ≤ 0.5 s on an idle machine;
-on a loaded one the bound grows with the load per core (``HAMOPT_STRICT_LATENCY=1``: 0.5 s
-whatever the load).
+browser automation's own round trips). The target is an in-page median ≤ 0.5 s on an idle
+machine, asserted with ``HAMOPT_STRICT_LATENCY=1``; otherwise only a sanity bound (5 s) is
+asserted, so the suite's verdict does not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -170,12 +170,18 @@ BUSY = ".wrap:not(.hide) .progress-text, .wrap.minimal:not(.hide)"
 TARGET_MEDIAN_S = 0.5
 
 
+# A redraw slower than this is broken (a remount, a lost in-place update), not merely slow.
+SANITY_MEDIAN_S = 5.0
+
+
 def latency_bound() -> float:
-    """:data:`TARGET_MEDIAN_S`, times the 1-minute load average per core when above 1 (a loaded
-    machine runs the server and the browser that much slower), unless HAMOPT_STRICT_LATENCY=1."""
+    """The asserted bound on the in-page median. By default a sanity bound
+    (:data:`SANITY_MEDIAN_S`): the suite measures and prints the latency but does not make a
+    timing target pass or fail with the machine's load. ``HAMOPT_STRICT_LATENCY=1`` asserts the
+    target :data:`TARGET_MEDIAN_S` (run it on an idle machine)."""
     if os.environ.get("HAMOPT_STRICT_LATENCY") == "1":
         return TARGET_MEDIAN_S
-    return TARGET_MEDIAN_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    return SANITY_MEDIAN_S
 
 
 def _time_in_page(page, box: str, plot: str, needle: str) -> None:
