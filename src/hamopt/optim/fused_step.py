@@ -83,18 +83,7 @@ def streaming_step(opt: HamiltonianOptimizer, loss: Any, *, source: str) -> Any:
     except NonFiniteError:
         opt._drop_fresh_buffers(sets)
         raise
-    hamiltonian = delta_h = None
-    factor = 1.0
-    if kinetic is not None and lval is not None:
-        hamiltonian = kinetic + lval
-        if glob["H0"] is None:
-            glob["H0"] = hamiltonian
-        if glob["H_last"] is not None:
-            delta_h = hamiltonian - glob["H_last"]
-        factor = opt._cap_factor(lval, kinetic)
-        kinetic *= factor * factor
-        hamiltonian = kinetic + lval
-        glob["H_last"] = hamiltonian
+    kinetic, hamiltonian, delta_h, factor = opt._streaming_energy(lval, kinetic)
     for s, (prev, a1, c1) in zip(sets, closing):
         dt, gamma = s.lr, s.option("gamma")
         if leapfrog:

@@ -206,6 +206,26 @@ class HamiltonianOptimizer(HamoptOptimizer):
         self._global["cap_engagements"] += 1
         return math.sqrt(max(CAP_EPS, alpha * h0 - loss) / max(CAP_EPS, kinetic))
 
+    def _streaming_energy(
+        self, loss: float | None, kinetic: float | None
+    ) -> tuple[float | None, float | None, float | None, float]:
+        """A streaming step's energy accounting before its update: H = K + L (the first sets
+        H0), ΔH against the previous step's H, then the cap (spec §4) with factor f scales the
+        momenta, so K ← f²K and H ← K + L becomes the new H_last. Returns ``(K, H, ΔH, f)``; all
+        ``None`` (and f = 1) without a loss or a kinetic energy."""
+        if kinetic is None or loss is None:
+            return kinetic, None, None, 1.0
+        glob = self._global
+        hamiltonian = kinetic + loss
+        if glob["H0"] is None:
+            glob["H0"] = hamiltonian
+        delta_h = None if glob["H_last"] is None else hamiltonian - glob["H_last"]
+        factor = self._cap_factor(loss, kinetic)
+        kinetic *= factor * factor
+        hamiltonian = kinetic + loss
+        glob["H_last"] = hamiltonian
+        return kinetic, hamiltonian, delta_h, factor
+
     def _needs_energy(self) -> bool:
         g = self.param_groups[0]
         return g["track_energy"] or g["cap"] is not None
@@ -376,18 +396,7 @@ class HamiltonianOptimizer(HamoptOptimizer):
             # a buffer kept from a refused step would no longer count as new, and would owe a half-kick
             self._drop_fresh_buffers(sets)
             raise
-        hamiltonian = delta_h = None
-        factor = 1.0
-        if kinetic is not None and lval is not None:
-            hamiltonian = kinetic + lval
-            if glob["H0"] is None:
-                glob["H0"] = hamiltonian
-            if glob["H_last"] is not None:
-                delta_h = hamiltonian - glob["H_last"]
-            factor = self._cap_factor(lval, kinetic)
-            kinetic *= factor * factor
-            hamiltonian = kinetic + lval
-            glob["H_last"] = hamiltonian
+        kinetic, hamiltonian, delta_h, factor = self._streaming_energy(lval, kinetic)
         self._streaming_advance(sets, cap_factor=factor)
         self._finish_stats(
             step=glob["step"], loss=lval, kinetic=kinetic, hamiltonian=hamiltonian, delta_h=delta_h,
