@@ -14,6 +14,7 @@ Plain SGD (μ = 0, the displacement form) and Nesterov SGD, and AMSGrad, are ref
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ def _check_range(name: str, value: Any, low: float, high: float, *, high_open: b
     return float(value)
 
 
-class _ReplicaBaseline(ReplicaOptimizer):
+class _ReplicaBaseline(ReplicaOptimizer, abc.ABC):
     self_reported = False
 
     @torch.no_grad()
@@ -57,8 +58,9 @@ class _ReplicaBaseline(ReplicaOptimizer):
                 self.steps[r] += self.active[r]
         return loss
 
+    @abc.abstractmethod
     def _update(self, grads: list[Tensor]) -> None:
-        raise NotImplementedError
+        ...
 
     def _lr_column(self, like: Tensor, values: list[float]) -> Tensor:
         return self._column(self._vector(values, like), like)

@@ -18,6 +18,7 @@ that goes non-finite at ``θ_{t+1}`` gets ``θ_t, p_t`` back bit for bit and is 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from .base import ReplicaOptimizer
 __all__ = ["ReplicaEuler", "ReplicaLeapfrog"]
 
 
-class _ReplicaHamiltonian(ReplicaOptimizer):
+class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
     """Options as :class:`hamopt.optim.Leapfrog` (``lr``: one ``dt`` per replica); ``gamma``,
     ``mass``, ``mass_clip``, ``cap`` and ``mode`` are shared by the replicas."""
 
@@ -201,17 +202,21 @@ class _ReplicaHamiltonian(ReplicaOptimizer):
         return loss
 
     # ------------------------------------------------------------------ integrator hooks
+    @abc.abstractmethod
     def _first_half(self, grads: list[Tensor]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _second_half(self, grads: list[Tensor]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _streaming_kinetic(self, grads: list[Tensor], grad_sq: Tensor) -> Tensor:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _streaming_advance(self, grads: list[Tensor], factors: list[float]) -> None:
-        raise NotImplementedError
+        ...
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
