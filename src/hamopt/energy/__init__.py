@@ -10,11 +10,13 @@ from .conventions import (
     registered,
     step_size,
 )
+from .loss_tracker import LossTracker
 from .tracker import EnergyTracker, StepRecord
 
 __all__ = [
     "EnergyConvention",
     "EnergyTracker",
+    "LossTracker",
     "StepRecord",
     "convention_for",
     "is_displacement_form",

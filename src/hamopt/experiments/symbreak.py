@@ -59,6 +59,7 @@ from .symbreak_preset import (
     preset_yaml,
 )
 from .symbreak_report import analyse, format_table
+from .symbreak_schedule import check_schedule, lr_factor
 
 __all__ = [
     "COLUMNS",
@@ -79,7 +80,7 @@ __all__ = [
 ]
 
 COLUMNS = (
-    "step", "loss", "loss_after", "kinetic", "hamiltonian", "delta_h_int", "grad_norm",
+    "step", "step_size", "loss", "loss_after", "kinetic", "hamiltonian", "delta_h_int", "grad_norm",
     "cap_engaged", "val_loss", "j_qk_norm", "j_vo_norm", "j_qk_rel", "j_vo_rel", "rescale_norm",
     "wall_s",
 )
@@ -180,6 +181,9 @@ class SymbreakStudy(Study):
         data = preset_dict(self.preset)
         data.pop("threads")
         data.pop("workers")
+        for key, default in (("schedule", None), ("track_energy", True)):
+            if data[key] == default:  # presets that do not use them keep their hashes
+                data.pop(key)
         data["data_dir"] = self.data_dir
         if self.stage != "eval" or self.chosen:
             data["stage"], data["chosen"] = self.stage, self.chosen
@@ -256,7 +260,7 @@ class SymbreakRun(StudyRun):
 
     def __init__(self, study: SymbreakStudy, cfg: RunConfig) -> None:
         from ..diagnostics.noether import NoetherMonitor
-        from ..energy import EnergyTracker
+        from ..energy import EnergyTracker, LossTracker
         from ..models.gpt import build_gpt
 
         self.t0 = time.perf_counter()
@@ -270,7 +274,9 @@ class SymbreakRun(StudyRun):
         self.job = ddp.current()  # under torchrun: DDP over the ranks, each on its batch slice
         self.net = self.model if self.job is None else self.job.wrap(self.model, p.device)
         self.optimizer = study.build_optimizer(cfg, self.model.parameters())
-        self.tracker = EnergyTracker(self.optimizer)
+        self.tracker = (EnergyTracker if p.track_energy else LossTracker)(self.optimizer)
+        self.scheduler = (None if p.schedule is None else torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(p.schedule, p.steps)))
         self.monitor = NoetherMonitor(self.model, self.optimizer)
         self.source = self.monitor.source
         self.final_val: float | None = None
@@ -291,10 +297,12 @@ class SymbreakRun(StudyRun):
         net = self.net
         record, charges = self.monitor.step(
             self.tracker, lambda: ddp.global_mean(net(x, y, biases=biases)[1]))
+        if self.scheduler is not None:
+            self.scheduler.step()
         s = charges.summary()
         row = dict(
-            step=t, loss=record.loss, loss_after=record.loss_after, kinetic=record.kinetic,
-            hamiltonian=record.hamiltonian, delta_h_int=record.delta_h_int,
+            step=t, step_size=record.step_size, loss=record.loss, loss_after=record.loss_after,
+            kinetic=record.kinetic, hamiltonian=record.hamiltonian, delta_h_int=record.delta_h_int,
             grad_norm=record.grad_norm, cap_engaged=bool(record.cap_engaged), val_loss=val,
             j_qk_norm=s["j_qk_norm"], j_vo_norm=s["j_vo_norm"], j_qk_rel=s["j_qk_rel"],
             j_vo_rel=s["j_vo_rel"], rescale_norm=s["rescale_norm"],
@@ -376,6 +384,7 @@ def resolve_preset(
             f"device: {preset.device!r} is not available on this machine; available here: "
             f"{', '.join(map(repr, devices))}"
         )
+    check_schedule(preset.schedule, preset.steps)
     plan_runs(preset)  # unknown optimisers are refused before anything runs
     from .symbreak_tuning import check_tuning
 

@@ -17,7 +17,10 @@ __all__ = ["PRESETS", "PRESET_NAMES", "SymbreakPreset", "load_preset", "preset_d
 @dataclass(frozen=True)
 class SymbreakPreset:
     """A study grid. ``hyper`` maps optimiser name → keyword arguments of its constructor
-    (``lr`` is the step size, ``mode`` the family's mode); ``types`` maps it → its family."""
+    (``lr`` is the step size, ``mode`` the family's mode); ``types`` maps it → its family.
+    ``schedule`` is the shared step-size schedule (:mod:`hamopt.experiments.symbreak_schedule`;
+    ``None``: constant); ``track_energy: false`` records losses, gradient norms and charges but
+    no energies (:class:`hamopt.energy.LossTracker`, one forward pass less per step)."""
 
     name: str
     model: str
@@ -40,6 +43,8 @@ class SymbreakPreset:
     tune_seed: int | None = None
     test_windows: int = 0
     save_models: bool = False
+    schedule: dict[str, Any] | None = None
+    track_energy: bool = True
 
 
 PRESET_NAMES = ("symbreak-tiny", "symbreak-cpu", "symbreak-124m")
