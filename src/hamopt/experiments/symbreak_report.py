@@ -159,7 +159,13 @@ def analyse(out: str | Path, *, preset_name: str | None = None) -> list[dict[str
     gaps = gap_rows(runs, _optimizer_order(root, runs))
     write_csv(root / "gaps.csv", [dict(g, chosen=json.dumps(g["chosen"])) for g in gaps],
               GAP_COLUMNS)
+    from .symbreak_budget import BUDGET_COLUMNS, budget_rows, plot_budget
+
+    budget = budget_rows(runs, _optimizer_order(root, runs))
+    write_csv(root / "gaps_by_step.csv", budget, BUDGET_COLUMNS)
     figures = _figures(root, runs)
+    if plot_budget(budget, root / "gaps_by_step.png"):
+        figures.append("gaps_by_step.png")
     _report(root, table, runs, figures, preset_name, accounting, gaps)
     return table
 
@@ -344,6 +350,9 @@ def _gaps_section(root: Path, gaps: list[dict[str, Any]]) -> str:
     if (root / "tuning.json").exists():
         links.append('<a href="tuning.json">tuning.json</a> (the grid, every tuning run\'s '
                      "validation loss and the choice; runs in tune/)")
+    if (root / "gaps_by_step.csv").exists():
+        links.append('<a href="gaps_by_step.csv">gaps_by_step.csv</a> (the same paired gap and '
+                     "narrowing at every validation point: does the answer depend on the budget?)")
     if (root / "heads.html").exists():
         links.append('<a href="heads.html">head analysis</a> (heads.csv, heads.png; '
                      "<code>hamopt heads DIR</code>)")
