@@ -24,8 +24,9 @@ import hamopt
 from hamopt.optim import _fused_ecd_cpu as FK
 
 STEPS = 6
-CLASSES = {"ecdsep": hamopt.ECDSep, "ecdq1": hamopt.ECDq1}
-OPTIONS = {"ecdsep": dict(eta=2.0), "ecdq1": dict(eta=2.0, F0=0.0)}
+CLASSES = {"ecdsep": hamopt.ECDSep, "ecdq1": hamopt.ECDq1, "bbi": hamopt.BBI}
+OPTIONS = {"ecdsep": dict(eta=2.0), "ecdq1": dict(eta=2.0, F0=0.0), "bbi": {}}
+NOISY = ["ecdsep", "ecdq1"]  # the bounce noise drawn inside the fused pass
 
 
 def problem(dtype, seed=0):
@@ -50,6 +51,8 @@ def closure_for(opt, loss_of):
 def make(name, model, *, fused, nu=0.0, seed=1, **options):
     ps = list(model.parameters())
     groups = [{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.1, "lr": 0.03}]
+    if name == "bbi":
+        return hamopt.BBI(groups, lr=0.05, seed=seed, fused=fused, **options)
     return CLASSES[name](groups, lr=0.05, nu=nu, seed=seed, fused=fused, **{**OPTIONS[name], **options})
 
 
@@ -70,20 +73,27 @@ def run(name, dtype, *, fused, steps=STEPS, nu=0.0, seed=1, schedule=True, **opt
 
 
 @pytest.mark.parametrize(("name", "options"), [("ecdsep", {"deltaEn": 0.5}), ("ecdsep", {"s": 0.5, "consEn": False}),
-                                                ("ecdq1", {}), ("ecdq1", {"projection": "per_tensor"})])
+                                                ("ecdq1", {}), ("ecdq1", {"projection": "per_tensor"}),
+                                                ("bbi", {"deltaEn": 0.2}),
+                                                ("bbi", {"threshold0": 2, "threshold": 3, "n_fixed_bounces": 2,
+                                                         "momentum_init": "per_tensor"})])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fused_equals_eager_without_noise(name, options, dtype):
     ref, got = run(name, dtype, fused=False, **options), run(name, dtype, fused=True, **options)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     for a, b in zip(got[0] + got[1], ref[0] + ref[1]):
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()))
-    keys = ("loss", "potential", "P2", "invariant", "invariant_error", "rescale", "displacement_sq", "grad_norm")
+    keys = ("loss", "potential", "P2", "invariant", "invariant_error", "rescale", "displacement_sq", "grad_norm",
+            "energy", "counter0", "counter")
     for s, r in zip(got[2], ref[2]):
-        assert not s["skipped"] and not s["bounced"]
+        assert not s["skipped"] and s["bounced"] == r["bounced"]
+        assert name == "bbi" or not s["bounced"]
         for key in keys:
             if key in r:
                 # the invariant's error is a difference of near-equal numbers: compared absolutely
                 assert s[key] == pytest.approx(r[key], rel=rtol * 10, abs=rtol * 10 if key == "invariant_error" else 0)
+    if "threshold0" in options:
+        assert any(r["bounced"] for r in ref[2]), "BBI must bounce in this case"
 
 
 # ---------------------------------------------------------------------- the generator
@@ -155,7 +165,7 @@ def test_noise_is_standard_normal_and_independent():
 
 
 # ---------------------------------------------------------------------- nu > 0
-@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("name", NOISY)
 def test_noisy_fused_runs_are_reproducible_and_resume_bit_for_bit(name):
     nu = 0.01 if name == "ecdsep" else 0.1
     a, b = run(name, torch.float32, fused=True, nu=nu), run(name, torch.float32, fused=True, nu=nu)
@@ -181,7 +191,7 @@ def test_noisy_fused_runs_are_reproducible_and_resume_bit_for_bit(name):
     assert all(torch.equal(x, opt2.state[y][opt2._buffer]) for x, y in zip(ref[1], model2.parameters()))
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("name", NOISY)
 def test_a_step_adds_alpha_times_the_documented_noise(name):
     nu = 0.01 if name == "ecdsep" else 0.1
     model, loss_of = problem(torch.float64)
@@ -204,7 +214,7 @@ def test_a_step_adds_alpha_times_the_documented_noise(name):
     assert norm_sq == pytest.approx(p2, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("name", NOISY)
 def test_noisy_fused_step_keeps_the_invariant_like_eager(name):
     nu = 0.01 if name == "ecdsep" else 0.1
     got = run(name, torch.float64, fused=True, nu=nu, steps=8)

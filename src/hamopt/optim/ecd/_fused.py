@@ -250,3 +250,29 @@ def ecdq1_step(opt: ECDOptimizer, loss_t: Tensor) -> None:
     glob["P2"] = p2
     opt._finish(invariant=speed, invariant_error=error, rescale=c, P2=p2, kick_norm_excess=p2 - 1.0,
                 displacement_sq=disp, bounced=bounced, **common)
+
+
+# ---------------------------------------------------------------------- BBI's pieces
+def sums_for_step(opt: ECDOptimizer, sets: list[ParamSet]) -> tuple[float, float, float, list]:
+    """``(½ Σ λ‖θ‖², ‖p‖², ‖g‖², sums)`` from one read of p and g (θ with weight decay): what
+    the eager step's first reduction gives, plus the per-tensor sums for :func:`kick_drift`."""
+    check_supported(opt, sets)
+    sums = _sums(sets)
+    wd = sum(0.5 * s.option("weight_decay") * math.fsum(r[3]) for s, r in zip(sets, sums) if r is not None)
+    p2 = math.fsum(x for r in sums if r is not None for x in r[0])
+    gsq = math.fsum(x for r in sums if r is not None for x in r[1])
+    return wd, p2, gsq, sums
+
+
+def kick_drift(opt: ECDOptimizer, sets: list[ParamSet], sums: list, a: float, kicks: list[float],
+               drifts: list[float]) -> list[float]:
+    """``p ← a p − b (g + λθ); θ ← θ + h p`` in one pass with per-set ``b`` (``kicks``) and ``h``
+    (``drifts``); returns the kicked ``‖p‖²`` per set (from the sums, before the pass)."""
+    coefs, group_p2 = [], []
+    for s, rows, b, h in zip(sets, sums, kicks, drifts):
+        n = len(s.params)
+        w = b * s.option("weight_decay")
+        coefs.append([[a] * n, [b] * n, [w] * n, [h] * n])
+        group_p2.append(0.0 if rows is None else math.fsum(_kicked_sq(rows, i, a, b, w) for i in range(n)))
+    _update(opt, sets, coefs, 0.0)
+    return group_p2
