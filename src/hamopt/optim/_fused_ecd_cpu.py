@@ -211,7 +211,8 @@ __attribute__((target("avx2"))) static void philox_words_avx2(uint64_t seed, uin
                                                               uint64_t first_quad, uint32_t* r0, uint32_t* r1,
                                                               uint32_t* r2, uint32_t* r3) {
   static_assert(BLOCK / 4 == 16, "two vectors of eight Philox calls per block");
-  const __m256i M0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u)), M1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
+  const __m256i M0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
+  const __m256i M1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
   __m256i a0, a1, b0, b1;
   quad_counters(first_quad, a0, a1);
   quad_counters(first_quad + 8, b0, b1);

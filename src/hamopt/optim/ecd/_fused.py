@@ -43,14 +43,18 @@ _LOG_MAX = 700.0  # exp() of anything larger overflows a float64
 
 
 def check_supported(opt: ECDOptimizer, sets: list[ParamSet]) -> None:
-    """Refuse, before anything changes, a step the fused kernels cannot run."""
+    """Refuse, before anything changes, a step the fused kernels cannot run (the state buffers
+    this step's gather created are dropped again)."""
+    message = None
     if D.is_distributed(opt.process_group) or opt._sharded:
-        raise ValueError(f"{opt._name}: fused=True runs in one process on unsharded parameters; "
-                         "use fused=False under torch.distributed")
-    reason = FK.unsupported_reason([t for s in sets for t in zip(s.params, s.moms, s.grads)])
-    if reason is not None:
-        raise ValueError(f"{opt._name}: fused=True needs contiguous float32/float64 CPU parameters and gradients; "
-                         f"{reason}")
+        message = "runs in one process on unsharded parameters; use fused=False under torch.distributed"
+    else:
+        reason = FK.unsupported_reason([t for s in sets for t in zip(s.params, s.moms, s.grads)])
+        if reason is not None:
+            message = f"needs contiguous float32/float64 CPU parameters and gradients; {reason}"
+    if message is not None:
+        opt._drop_fresh_buffers(sets)
+        raise ValueError(f"{opt._name}: fused=True {message}")
 
 
 def _positions(opt: ECDOptimizer) -> dict[int, int]:

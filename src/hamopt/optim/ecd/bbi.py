@@ -199,8 +199,8 @@ class BBI(K.ECDOptimizer):
             # 2. kick and drift
             v_over_e, e_over_v = pot / energy, energy / pot
             if fused:  # one pass; the kicked ‖π‖² per group from the sums
-                group_p2 = _fused.kick_drift(self, groups, sums, r, [0.5 * g.lr * (v_over_e + e_over_v) for g in groups],
-                                             [g.lr * v_over_e for g in groups])
+                kicks = [0.5 * g.lr * (v_over_e + e_over_v) for g in groups]
+                group_p2 = _fused.kick_drift(self, groups, sums, r, kicks, [g.lr * v_over_e for g in groups])
             else:
                 kernels.scale(moms, r, foreach=fe)
                 for g in groups:
