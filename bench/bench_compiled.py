@@ -12,8 +12,10 @@ load hit every contender alike), as a ratio to ``torch.optim.AdamW(fused=True)``
     the number of graphs compiled after the first step are printed;
   - fused: ``fused=True`` (hand-written CPU kernels, one read of p and g for the sums and one
     pass for the update);
-* ECDSep (ν = 1e-5), BBI and ECDq1 (ν = 0.1), eager (``--ecd-compiled`` adds their
-  ``torch.compile(opt.step)``, which graph-breaks at every host transfer).
+* ECDSep (ν = 1e-5), BBI and ECDq1 (ν = 0.1), eager and fused (``fused=True``: one read of p
+  and g for the sums, one pass for kick, drift and the bounce noise; "ecdsep_nu0" is the fused
+  ECDSep without noise, to show what the noise costs); ``--ecd-compiled`` adds their
+  ``torch.compile(opt.step)``, which graph-breaks at every host transfer.
 
 Run: ``python bench/bench_compiled.py [--rounds N] [--threads N] [--only leapfrog,euler,ecd]
 [--compiled leapfrog,euler] [--ecd-compiled]``.
@@ -79,6 +81,12 @@ def contenders(only: set[str], compiled_for: set[str], ecd_compiled: bool
         ecds = {"ecdsep": hamopt.ECDSep(clone_params(base), lr=1e-3, eta=2.0, nu=1e-5, seed=0),
                 "bbi": hamopt.BBI(clone_params(base), lr=1e-3, threshold0=10**9, threshold=10**9, seed=0),
                 "ecdq1": hamopt.ECDq1(clone_params(base), lr=1e-3, eta=2.0, seed=0)}
+        fused = {"ecdsep": hamopt.ECDSep(clone_params(base), lr=1e-3, eta=2.0, nu=1e-5, seed=0, fused=True),
+                 "ecdsep_nu0": hamopt.ECDSep(clone_params(base), lr=1e-3, eta=2.0, nu=0.0, seed=0, fused=True),
+                 "bbi": hamopt.BBI(clone_params(base), lr=1e-3, threshold0=10**9, threshold=10**9, seed=0, fused=True),
+                 "ecdq1": hamopt.ECDq1(clone_params(base), lr=1e-3, eta=2.0, seed=0, fused=True)}
+        for name, opt in fused.items():
+            fns[f"{name}_fused"] = lambda o=opt: o.step(closure)
         for name, opt in ecds.items():
             fns[f"{name}_eager"] = lambda o=opt: o.step(closure)
             if ecd_compiled:

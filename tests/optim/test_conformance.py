@@ -495,6 +495,9 @@ def test_unsupported_torch_options_are_refused(name, option):
     if option in ("fused", "capturable") and name in STREAMING:  # streaming Leapfrog/Euler support both
         assert make(name, model.parameters(), **{option: True}).param_groups[0][option] is True
         return
+    if option == "fused" and name in ("ecdsep", "bbi", "ecdq1"):  # fused CPU kernels (tests/optim/test_fused_ecd.py)
+        assert make(name, model.parameters(), fused=True).param_groups[0]["fused"] is True
+        return
     with pytest.raises((TypeError, ValueError), match=option):
         make(name, model.parameters(), **{option: True})
 

@@ -283,6 +283,13 @@ def check_common(options: dict[str, Any], where: str) -> None:
     V.check_optional_bool(f"{where}foreach", options["foreach"])
 
 
+def check_fused(options: dict[str, Any], where: str) -> None:
+    """``fused`` is True or False (missing in a state saved before the option existed: False)."""
+    options.setdefault("fused", False)
+    if not isinstance(options["fused"], bool):
+        raise TypeError(f"{where}fused must be True or False, got {options['fused']!r}")
+
+
 def check_int_at_least(name: str, value: Any, low: int) -> int:
     """``value`` must be an int ≥ ``low``."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -37,6 +37,7 @@ from torch import Tensor
 from .. import _validation as V
 from .. import kernels
 from . import _common as K
+from . import _fused
 
 __all__ = ["BBI", "MOMENTUM_INITS"]
 
@@ -61,6 +62,10 @@ class BBI(K.ECDOptimizer):
         seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
             Under ``torch.distributed`` rank 0's seed is broadcast to every rank.
         foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+        fused: one read of π and g for the step's sums and one pass for kick and drift
+            (hand-written CPU kernels, see :mod:`hamopt.optim.ecd._fused`; contiguous
+            float32/float64 CPU tensors, one process); bounces are drawn as in the eager step, so
+            the numbers equal the eager step's to float rounding.
         process_group: the ``torch.distributed`` process group the loss and the norms are reduced
             over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
             ``state_dict``; a pickled or deep-copied optimiser uses the default group.
@@ -74,7 +79,7 @@ class BBI(K.ECDOptimizer):
     _name = "BBI"
     _buffer = "momentum"
     GLOBAL_OPTIONS = ("v0", "threshold0", "threshold", "n_fixed_bounces", "deltaEn", "consEn", "eps1",
-                      "eps2", "momentum_init", "foreach")
+                      "eps2", "momentum_init", "foreach", "fused")
 
     def __init__(
         self,
@@ -93,15 +98,18 @@ class BBI(K.ECDOptimizer):
         momentum_init: str = "global",
         seed: int | None = None,
         foreach: bool | None = None,
+        fused: bool = False,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, v0=v0, threshold0=threshold0, threshold=threshold,
                         n_fixed_bounces=n_fixed_bounces, deltaEn=deltaEn, weight_decay=weight_decay,
-                        consEn=consEn, eps1=eps1, eps2=eps2, momentum_init=momentum_init, foreach=foreach)
+                        consEn=consEn, eps1=eps1, eps2=eps2, momentum_init=momentum_init, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
         K.check_common(options, where)
+        K.check_fused(options, where)
         K.check_finite(f"{where}v0", options["v0"])
         K.check_int_at_least(f"{where}threshold0", options["threshold0"], 1)
         K.check_int_at_least(f"{where}threshold", options["threshold"], 1)
@@ -146,9 +154,14 @@ class BBI(K.ECDOptimizer):
         moms = [m for g in groups for m in g.moms]
         grads = [t for g in groups for t in g.grads]
 
-        # sync 1: loss, ½λ‖θ‖², ‖π‖², ‖g‖²
-        loss, wd, p2, gsq = self._to_host(*self._reduce_with_loss(loss_t, self._weight_decay_term(groups),
-                                                                  self._sq_norm(moms), self._sq_norm(grads)))
+        fused = bool(opt.get("fused"))
+        # sync 1: loss, ½λ‖θ‖², ‖π‖², ‖g‖² (fused: one read of π and g, per-tensor sums kept)
+        if fused:
+            wd, p2, gsq, sums = _fused.sums_for_step(self, groups)
+            loss = float(loss_t)
+        else:
+            loss, wd, p2, gsq = self._to_host(*self._reduce_with_loss(loss_t, self._weight_decay_term(groups),
+                                                                      self._sq_norm(moms), self._sq_norm(grads)))
         self._raise_if_nonfinite(loss, gsq)
         pot = loss + (wd or 0.0) - v0
         common = dict(loss=loss, potential=pot, grad_norm=math.sqrt(gsq))
@@ -165,6 +178,8 @@ class BBI(K.ECDOptimizer):
             magnitude = math.sqrt(max(0.0, glob["energy"] ** 2 / pot - pot))
             known = self._init_momenta(moms, grads, gsq, magnitude, opt["momentum_init"] == "per_tensor")
             (p2,) = self._to_host(*self._reduce(self._sq_norm(moms))) if known is None else (known,)
+            if fused:  # the momentum sums changed
+                sums = _fused.sums_for_step(self, groups)[3]
             glob["initialized"] = True
         energy = glob["energy"]
 
@@ -183,15 +198,19 @@ class BBI(K.ECDOptimizer):
         if not (fixed_due or progress_due):
             # 2. kick and drift
             v_over_e, e_over_v = pot / energy, energy / pot
-            kernels.scale(moms, r, foreach=fe)
-            for g in groups:
-                coef = 0.5 * g.lr * (v_over_e + e_over_v)
-                kernels.axpy(g.moms, g.grads, -coef, foreach=fe)
-                if g.option("weight_decay"):
-                    kernels.axpy(g.moms, g.params, -coef * g.option("weight_decay"), foreach=fe)
-                kernels.axpy(g.params, g.moms, g.lr * v_over_e, foreach=fe)
-            # sync 2: ‖π‖² per group (the displacement and the next P2)
-            group_p2 = self._to_host(*self._reduce(*[self._sq_norm(g.moms) for g in groups]))
+            if fused:  # one pass; the kicked ‖π‖² per group from the sums
+                kicks = [0.5 * g.lr * (v_over_e + e_over_v) for g in groups]
+                group_p2 = _fused.kick_drift(self, groups, sums, r, kicks, [g.lr * v_over_e for g in groups])
+            else:
+                kernels.scale(moms, r, foreach=fe)
+                for g in groups:
+                    coef = 0.5 * g.lr * (v_over_e + e_over_v)
+                    kernels.axpy(g.moms, g.grads, -coef, foreach=fe)
+                    if g.option("weight_decay"):
+                        kernels.axpy(g.moms, g.params, -coef * g.option("weight_decay"), foreach=fe)
+                    kernels.axpy(g.params, g.moms, g.lr * v_over_e, foreach=fe)
+                # sync 2: ‖π‖² per group (the displacement and the next P2)
+                group_p2 = self._to_host(*self._reduce(*[self._sq_norm(g.moms) for g in groups]))
             p2 = sum(group_p2)
             disp = sum((g.lr * v_over_e) ** 2 * gp2 for g, gp2 in zip(groups, group_p2))
             glob["counter0"] += 1

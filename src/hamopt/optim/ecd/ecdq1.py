@@ -32,6 +32,7 @@ from torch import Tensor
 from .. import _validation as V
 from .. import kernels
 from . import _common as K
+from . import _fused
 from .ecdsep import bounce_
 
 __all__ = ["ECDq1", "PROJECTIONS"]
@@ -56,6 +57,11 @@ class ECDq1(K.ECDOptimizer):
         seed: seed of the optimiser's ``torch.Generator`` (None: drawn once from the global RNG).
             Under ``torch.distributed`` rank 0's seed is broadcast to every rank.
         foreach: multi-tensor kernels (None: on). Both paths give identical numbers.
+        fused: one read of v and g for the step's sums and one pass for kick, drift and bounce
+            noise (hand-written CPU kernels, see :mod:`hamopt.optim.ecd._fused`; contiguous
+            float32/float64 CPU tensors, one process). Equal to the eager step with ``nu = 0``;
+            with ``nu > 0`` the noise comes from a counter-based generator keyed by ``seed`` and
+            the step (reproducible and resumable, but not the eager step's draw).
         process_group: the ``torch.distributed`` process group the loss and the norms are reduced
             over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
             ``state_dict``; a pickled or deep-copied optimiser uses the default group.
@@ -68,7 +74,7 @@ class ECDq1(K.ECDOptimizer):
 
     _name = "ECDq1"
     _buffer = "velocity"
-    GLOBAL_OPTIONS = ("eta", "F0", "nu", "consEn", "eps1", "eps2", "projection", "foreach")
+    GLOBAL_OPTIONS = ("eta", "F0", "nu", "consEn", "eps1", "eps2", "projection", "foreach", "fused")
 
     def __init__(
         self,
@@ -85,14 +91,16 @@ class ECDq1(K.ECDOptimizer):
         projection: str = "global",
         seed: int | None = None,
         foreach: bool | None = None,
+        fused: bool = False,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, eta=eta, F0=F0, nu=nu, weight_decay=weight_decay, consEn=consEn, eps1=eps1,
-                        eps2=eps2, projection=projection, foreach=foreach)
+                        eps2=eps2, projection=projection, foreach=foreach, fused=fused)
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
         K.check_common(options, where)
+        K.check_fused(options, where)
         V.check_positive(f"{where}eta", options["eta"])
         K.check_finite(f"{where}F0", options["F0"])
         V.check_nonnegative(f"{where}nu", options["nu"])
@@ -109,6 +117,9 @@ class ECDq1(K.ECDOptimizer):
 
     # ------------------------------------------------------------------ one step
     def _step(self, loss_t: Tensor) -> None:
+        if self.param_groups[0].get("fused"):
+            _fused.ecdq1_step(self, loss_t)
+            return
         glob = self._global
         opt = self.param_groups[0]
         eta, F0, nu, cons = float(opt["eta"]), float(opt["F0"]), float(opt["nu"]), opt["consEn"]
