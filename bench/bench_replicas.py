@@ -6,7 +6,8 @@ lab's default integrator) with the energy bookkeeping of the lab (``EnergyTracke
 
 * **serial**: R runs one after the other (an unbatched model, ``Leapfrog``, ``EnergyTracker``);
 * **batched**: one :class:`hamopt.replicas.ReplicaStack` of R models, ``ReplicaLeapfrog`` and
-  ``ReplicaTracker``.
+  ``ReplicaTracker`` (the quick problem's MLP by grouped ``baddbmm`` on the stacked weights, the
+  ResNets through ``vmap(functional_call)``).
 
 Throughput is steps per second summed over the replicas (R · steps / time); the two contenders
 alternate in interleaved rounds (median per round), so drifts in machine load hit both alike.

@@ -123,6 +123,9 @@ class Study(ABC):
     def run_manifest(self, cfg: Any, run: StudyRun | None) -> dict[str, Any]:
         """The study's manifest fields of a run (``run`` is None when its setup failed)."""
 
+    # True when after_runs reads nothing the runs write: batched sweeps may then run it beside them
+    after_runs_independent: bool = False
+
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:  # noqa: B027
         """After the runs (e.g. the drift study's reversibility table)."""
 
@@ -386,11 +389,10 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
         say(f"replicas: {len(todo)} runs in {len(batches)} batches "
             f"({', '.join(str(len(b)) for b in batches)} replicas)")
         if study.workers > 1:
-            say(f"replicas: the batches run one after the other in this process (workers "
-                f"{study.workers} is not used with batched replicas)")
+            say(f"replicas: the batches run in {study.workers} worker processes, the largest first")
     try:
         if batched:
-            _run_batches(study, store, todo, batches, bar, finished)
+            _run_batches(study, store, todo, batches, bar, finished, say)
         elif backend is not None and todo:
             from .ray_backend import run_on_ray
 
@@ -417,8 +419,9 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
 
 
 def _run_batches(study: Study, store: RunStore, todo: list[Any], batches: list[list[Any]], bar: Any,
-                 finished: Callable[[RunOutcome, int], None]) -> None:
-    """Each batch trained as one computation (a batch of one as a plain run)."""
+                 finished: Callable[[RunOutcome, int], None], say: Callable[[str], None]) -> None:
+    """Each batch trained as one computation (a batch of one as a plain run); with ``workers``
+    > 1 the batches are shared out to worker processes (:mod:`.local_pool`)."""
     index = {cfg.run_id: i for i, cfg in enumerate(todo)}
     on_step = None if bar is None else bar.update
 
@@ -427,6 +430,10 @@ def _run_batches(study: Study, store: RunStore, todo: list[Any], batches: list[l
             bar.update(study.steps - outcome.rows)
         finished(outcome, index[cfg.run_id])
 
+    if study.workers > 1 and len(batches) > 1:
+        from .local_pool import run_batches_in_local_pool
+
+        return run_batches_in_local_pool(study, store, batches, bar, ended, say)
     for batch in batches:
         if len(batch) == 1:
             ended(run_and_commit(study, batch[0], store, on_step), batch[0])

@@ -180,6 +180,8 @@ class DriftStudy(Study):
         manifest.update(families.get(cfg.type).manifest(getattr(run, "optimizer", None)))
         return manifest
 
+    after_runs_independent = True  # the reversibility table does not read the runs
+
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:
         """The reversibility table, once per directory."""
         rev = self.spec.reversibility

@@ -3,8 +3,9 @@ r"""Batched replicas: R runs of one model as one vectorised computation.
 A sweep trains the same model at many step sizes and seeds; on a small model almost all of a
 step's time is Python and kernel-launch overhead. This package runs R such runs at once:
 
-* :class:`ReplicaStack` — the R models stacked ``[R, *shape]`` and evaluated with
-  ``vmap(functional_call)`` (each replica its own parameters, buffers and batch);
+* :class:`ReplicaStack` — the R models stacked ``[R, *shape]`` and evaluated by grouped matrix
+  products (chains of ``Linear``/activation layers) or ``vmap(functional_call)`` (any other
+  model), each replica with its own parameters, buffers and batch;
 * :class:`ReplicaLeapfrog`, :class:`ReplicaEuler` (exact and streaming), :class:`ReplicaSGD`
   (heavy ball), :class:`ReplicaAdamW`, :class:`ReplicaECDSep` and :class:`ReplicaBBI` (each replica its own
   generator)

@@ -116,16 +116,11 @@ class ReplicaOptimizer:
 
     # ------------------------------------------------------------------ reductions
     @staticmethod
-    def _sq_norms(tensors: Sequence[Tensor]) -> Tensor:
-        """``[n_tensors, R]`` float64: ``‖x_i[r]‖²`` per tensor and replica."""
-        return torch.stack([torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=torch.float64).square()
-                            for t in tensors])
-
-    @staticmethod
-    def _dots(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
-        """``[n_tensors, R]`` float64: ``⟨x_i[r], y_i[r]⟩``."""
-        return torch.stack([(x.reshape(x.shape[0], -1).double() * y.reshape(y.shape[0], -1).double()).sum(1)
-                            for x, y in zip(xs, ys)])
+    def _sq_total(tensors: Sequence[Tensor]) -> Tensor:
+        """``[R]`` float64: ``Σ_i ‖x_i[r]‖²`` (one gather and one reduction for all tensors)."""
+        rows = torch.cat([t.reshape(t.shape[0], -1) for t in tensors], 1) if len(tensors) > 1 else \
+            tensors[0].reshape(tensors[0].shape[0], -1)
+        return torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64).square()
 
     @staticmethod
     def _to_host(*values: Tensor) -> list[list[float]]:

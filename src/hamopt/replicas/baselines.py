@@ -47,7 +47,7 @@ class _ReplicaBaseline(ReplicaOptimizer, abc.ABC):
         ``[R]`` losses at θ_t. ``last_loss``/``last_grad_norm`` hold them as floats."""
         loss = self._call(closure)
         grads = self._grads()
-        lval, gsq = self._to_host(loss, self._sq_norms(grads).sum(0))
+        lval, gsq = self._to_host(loss, self._sq_total(grads))
         self._freeze_nonfinite(lval, gsq)
         self.last_loss, self.last_grad_norm = lval, [math.sqrt(v) if v >= 0 else v for v in gsq]
         self.stepped = list(self.active)
@@ -104,7 +104,7 @@ class ReplicaSGD(_ReplicaBaseline):
         """``½ · lr_r/(1−d) · ‖b[r]‖²`` (0 before the first step)."""
         if self.buffers is None:
             return [0.0] * self.size
-        sq = self._to_host(self._sq_norms(self.buffers).sum(0))[0]
+        sq = self._to_host(self._sq_total(self.buffers))[0]
         return [0.5 * lr / (1.0 - self.dampening) * s for lr, s in zip(self.lr, sq)]
 
     def state_dict(self) -> dict[str, Any]:

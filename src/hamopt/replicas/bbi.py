@@ -65,8 +65,8 @@ class ReplicaBBI(ReplicaECDSep):
         """One step of every active replica; returns the ``[R]`` losses at θ_t."""
         loss_t = self._call(closure)
         grads = self._grads()
-        loss, wd, p2m, gsq = self._to_host(loss_t, self._sq_norms(self.params).sum(0),
-                                           self._sq_norms(self.moms).sum(0), self._sq_norms(grads).sum(0))
+        loss, wd, p2m, gsq = self._to_host(loss_t, self._sq_total(self.params),
+                                           self._sq_total(self.moms), self._sq_total(grads))
         self._freeze_nonfinite(loss, gsq)
         self.last_loss, self.last_grad_norm = loss, [math.sqrt(v) if v >= 0 else v for v in gsq]
         self.stepped = list(self.active)
@@ -139,7 +139,7 @@ class ReplicaBBI(ReplicaECDSep):
                 p.addcmul_(theta, col(v_wd, p), value=-1)
             theta.addcmul_(p, col(v_drift, p))
         if any(moving):
-            p2 = self._to_host(self._sq_norms(self.moms).sum(0))[0]
+            p2 = self._to_host(self._sq_total(self.moms))[0]
             for r in range(n):
                 if moving[r]:
                     self.P2[r] = p2[r]
@@ -153,7 +153,7 @@ class ReplicaBBI(ReplicaECDSep):
         for r in rows:
             for p in self.moms:
                 p[r].uniform_(-0.5, 0.5, generator=self.generators[r])
-        now = self._sq_norms(self.moms).sum(0)
+        now = self._sq_total(self.moms)
         goal = torch.tensor([target[r] if bouncing[r] else 0.0 for r in range(self.size)], dtype=torch.float64,
                             device=now.device)
         mask = torch.tensor(bouncing, device=now.device)

@@ -86,9 +86,9 @@ class ReplicaECDSep(ReplicaOptimizer):
         False for a replica frozen before or at this step (a skipped step counts as stepped)."""
         loss_t = self._call(closure)
         grads = self._grads()
-        wd_sq = self._sq_norms(self.params).sum(0)
-        loss, wd, p2m, gsq = self._to_host(loss_t, wd_sq, self._sq_norms(self.moms).sum(0),
-                                           self._sq_norms(grads).sum(0))
+        wd_sq = self._sq_total(self.params)
+        loss, wd, p2m, gsq = self._to_host(loss_t, wd_sq, self._sq_total(self.moms),
+                                           self._sq_total(grads))
         self._freeze_nonfinite(loss, gsq)
         self.last_loss, self.last_grad_norm = loss, [math.sqrt(v) if v >= 0 else v for v in gsq]
         self.stepped = list(self.active)
@@ -139,7 +139,7 @@ class ReplicaECDSep(ReplicaOptimizer):
             p.mul_(col(v_scale, p)).addcmul_(g, col(v_kick, p), value=-1)
             if self.weight_decay:
                 p.addcmul_(theta, col(v_wd, p), value=-1)
-        p2_all = self._to_host(self._sq_norms(self.moms).sum(0))[0]
+        p2_all = self._to_host(self._sq_total(self.moms))[0]
         h = [0.0] * n
         for r in range(n):
             if not moving[r]:

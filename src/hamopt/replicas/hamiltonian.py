@@ -14,6 +14,11 @@ first step), its own cap decision (spec §4: ``p ← p √(max(ε, α H0 − L)/
 optimiser, with the same meaning (see :class:`hamopt.optim.Leapfrog`). In exact mode a replica
 that goes non-finite at ``θ_{t+1}`` gets ``θ_t, p_t`` back bit for bit and is frozen (see
 :mod:`hamopt.replicas.base`).
+
+Layout: the momenta of all tensors live in one ``[R, P]`` buffer (``moms`` are its per-tensor
+views) and each step's gradients are gathered into one ``[R, P]`` tensor, so a kick is two
+kernels, an energy one matrix-vector product with the per-element inverse masses, and a drift
+one product plus one ``_foreach_add_``, whatever the number of parameter tensors.
 """
 
 from __future__ import annotations
@@ -54,7 +59,19 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
         clip = validate_mass(mass, mass_clip)
         self.gamma, self.cap, self.mode = float(gamma), None if cap is None else float(cap), mode
         self.inv_masses = [inverse_mass(p[0], mass, clip) for p in self.params]
-        self.moms = [torch.zeros_like(p, requires_grad=False) for p in self.params]
+        like = self.params[0]
+        for i, p in enumerate(self.params):
+            if p.dtype != like.dtype or p.device != like.device:
+                raise ValueError(f"params[{i}]: every stacked parameter must have the dtype and device of params[0] "
+                                 f"({like.dtype}, {like.device}); got {p.dtype}, {p.device}")
+        sizes = [p[0].numel() for p in self.params]
+        self._flat_moms = torch.zeros(self.size, sum(sizes), dtype=like.dtype, device=like.device)
+        self.moms = self._views(self._flat_moms, sizes)
+        # per element: m_i of the tensor it belongs to (float64 for energies)
+        self._mass_row = torch.repeat_interleave(torch.tensor(self.inv_masses, dtype=torch.float64),
+                                                 torch.tensor(sizes)).to(like.device)
+        self._drift_buffer = torch.empty_like(self._flat_moms)
+        self._drift_views = self._views(self._drift_buffer, sizes)
         self.H0: list[float | None] = [None] * self.size
         self.H_last: list[float | None] = [None] * self.size
         self.cap_engagements = [0] * self.size
@@ -62,42 +79,50 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
         self.pending_dt: list[float | None] = [None] * self.size
         self.stats: list[dict[str, Any] | None] = [None] * self.size
 
-    # ------------------------------------------------------------------ coefficients
-    def _per_tensor(self, coeffs: list[float], like: Tensor) -> Tensor:
-        """``[n_tensors, R]``: ``coeffs[r] · m_i`` in the parameters' dtype."""
-        m = torch.tensor(self.inv_masses, dtype=torch.float64)
-        table = m[:, None] * torch.tensor(coeffs, dtype=torch.float64)[None, :]
-        return table.to(device=like.device, dtype=like.dtype)
+    # ------------------------------------------------------------------ layout
+    def _views(self, flat: Tensor, sizes: list[int]) -> list[Tensor]:
+        """``flat`` ([R, P]) as one ``[R, *shape]`` view per parameter tensor."""
+        out, start = [], 0
+        for p, n in zip(self.params, sizes):
+            out.append(flat[:, start:start + n].view(p.shape))
+            start += n
+        return out
 
-    def _kick(self, grads: list[Tensor], decay: list[float], coeff: list[float]) -> None:
-        """``p[r] ← decay_r p[r] − coeff_r g[r]`` for every tensor."""
-        like = self.moms[0]
-        a, c = self._vector(decay, like), self._vector(coeff, like)
-        for p, g in zip(self.moms, grads):
-            p.mul_(self._column(a, p)).addcmul_(g, self._column(c, p), value=-1)
+    def _flat_grads(self) -> Tensor:
+        """The stacked gradients gathered into one ``[R, P]`` tensor (in the momenta's order)."""
+        return torch.cat([p.grad.reshape(self.size, -1) for p in self.params], 1)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ coefficients
+    def _kick(self, grads: Tensor, decay: list[float], coeff: list[float]) -> None:
+        """``p[r] ← decay_r p[r] − coeff_r g[r]`` (``grads`` flat ``[R, P]``)."""
+        p = self._flat_moms
+        a, c = self._vector(decay, p), self._vector(coeff, p)
+        p.mul_(a[:, None]).addcmul_(grads, c[:, None], value=-1)
 
     def _drift(self, h: list[float]) -> None:
-        """``θ[r] ← θ[r] + h_r m_i p[r]``."""
-        table = self._per_tensor(h, self.params[0])
+        """``θ[r] ← θ[r] + h_r m_i p[r]`` (the coefficient ``h_r m_i`` formed in float64)."""
+        coeff = torch.outer(torch.tensor(h, dtype=torch.float64, device=self._mass_row.device), self._mass_row)
+        torch.mul(self._flat_moms, coeff.to(self._flat_moms.dtype), out=self._drift_buffer)
         with torch.no_grad():
-            for i, (theta, p) in enumerate(zip(self.params, self.moms)):
-                theta.addcmul_(p, self._column(table[i], p))
+            torch._foreach_add_(self.params, self._drift_views)
 
     def _scale(self, factors: list[float]) -> None:
         if all(f == 1.0 for f in factors):
             return
-        f = self._vector(factors, self.moms[0])
-        for p in self.moms:
-            p.mul_(self._column(f, p))
+        self._flat_moms.mul_(self._vector(factors, self._flat_moms)[:, None])
 
     def _active_values(self, values: list[float], idle: float) -> list[float]:
         return [v if a else idle for v, a in zip(values, self.active)]
 
     # ------------------------------------------------------------------ energies
+    def _mass_weighted(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """``[R]`` float64: ``Σ_i m_i ⟨x_i[r], y_i[r]⟩`` for flat ``[R, P]`` x, y (y = x if None)."""
+        x64 = x.double()
+        return (x64.square() if y is None else x64 * y.double()) @ self._mass_row
+
     def _kinetic(self) -> Tensor:
         """``[R]`` float64: ``½ Σ_i m_i ‖p_i[r]‖²``."""
-        m = torch.tensor(self.inv_masses, dtype=torch.float64, device=self.moms[0].device)
-        return 0.5 * (m[:, None] * self._sq_norms(self.moms)).sum(0)
+        return 0.5 * self._mass_weighted(self._flat_moms)
 
     def kinetic_energy(self) -> list[float]:
         """K of each replica's stored momenta (in streaming mode: the half-step ones)."""
@@ -128,21 +153,26 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
         self.stats = [None] * self.size
         return self._step_exact(closure) if self.mode == "exact" else self._step_streaming(closure)
 
+    @staticmethod
+    def _sq_rows(x: Tensor) -> Tensor:
+        """``[R]`` float64: ``‖x[r]‖²`` of a flat ``[R, P]`` tensor."""
+        return torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).square()
+
     def _step_exact(self, closure: Callable[[], Tensor]) -> Tensor:
         loss0 = self._call(closure)
-        grads = self._grads()
-        l0, gsq0, k0 = self._to_host(loss0, self._sq_norms(grads).sum(0), self._kinetic())
+        grads = self._flat_grads()
+        l0, gsq0, k0 = self._to_host(loss0, self._sq_rows(grads), self._kinetic())
         self._freeze_nonfinite(l0, gsq0)
         if not any(self.active):
             return loss0
-        self._zero_inactive(grads)
-        before = [t.clone() for t in self.params + self.moms]
+        self._zero_inactive([grads])
+        before = [t.clone() for t in self.params] + [self._flat_moms.clone()]
         self._first_half(grads)
         loss1 = self._call(closure)
-        grads = self._grads()
-        self._zero_inactive(grads)
+        grads = self._flat_grads()
+        self._zero_inactive([grads])
         self._second_half(grads)
-        l1, gsq1, k1 = self._to_host(loss1, self._sq_norms(grads).sum(0), self._kinetic())
+        l1, gsq1, k1 = self._to_host(loss1, self._sq_rows(grads), self._kinetic())
         self._restore_nonfinite(before, l1, gsq1, k1)
         factors = [1.0] * self.size
         for r in range(self.size):
@@ -169,7 +199,7 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
         if not bad:
             return
         index = torch.tensor(bad, device=self.params[0].device)
-        for now, old in zip(self.params + self.moms, before):
+        for now, old in zip(self.params + [self._flat_moms], before):
             now.index_copy_(0, index, old.index_select(0, index))
         for r in bad:
             what = "loss" if not math.isfinite(l1[r]) else "gradient"
@@ -178,13 +208,12 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
 
     def _step_streaming(self, closure: Callable[[], Tensor]) -> Tensor:
         loss = self._call(closure)
-        grads = self._grads()
-        grad_sq = self._sq_norms(grads)
-        lval, gsq, kinetic = self._to_host(loss, grad_sq.sum(0), self._streaming_kinetic(grads, grad_sq))
+        grads = self._flat_grads()
+        lval, gsq, kinetic = self._to_host(loss, self._sq_rows(grads), self._streaming_kinetic(grads))
         self._freeze_nonfinite(lval, gsq)
         if not any(self.active):
             return loss
-        self._zero_inactive(grads)
+        self._zero_inactive([grads])
         factors = [1.0] * self.size
         for r in range(self.size):
             if not self.active[r]:
@@ -202,20 +231,21 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
         return loss
 
     # ------------------------------------------------------------------ integrator hooks
+    # ``grads`` is the flat ``[R, P]`` gradient (:meth:`_flat_grads`) in every hook.
     @abc.abstractmethod
-    def _first_half(self, grads: list[Tensor]) -> None:
+    def _first_half(self, grads: Tensor) -> None:
         ...
 
     @abc.abstractmethod
-    def _second_half(self, grads: list[Tensor]) -> None:
+    def _second_half(self, grads: Tensor) -> None:
         ...
 
     @abc.abstractmethod
-    def _streaming_kinetic(self, grads: list[Tensor], grad_sq: Tensor) -> Tensor:
+    def _streaming_kinetic(self, grads: Tensor) -> Tensor:
         ...
 
     @abc.abstractmethod
-    def _streaming_advance(self, grads: list[Tensor], factors: list[float]) -> None:
+    def _streaming_advance(self, grads: Tensor, factors: list[float]) -> None:
         ...
 
     # ------------------------------------------------------------------ state
@@ -230,8 +260,9 @@ class _ReplicaHamiltonian(ReplicaOptimizer, abc.ABC):
             raise ValueError(f"state_dict: saved by {state.get('type')!r} in mode {state.get('mode')!r}; this is "
                              f"{self.name!r} in mode {self.mode!r}")
         self._check_buffers(state["momenta"], self.moms, "momenta")
-        for m, saved in zip(self.moms, state["momenta"]):
-            m.copy_(saved)
+        with torch.no_grad():
+            for m, saved in zip(self.moms, state["momenta"]):
+                m.copy_(saved)
         self.H0, self.H_last = list(state["H0"]), list(state["H_last"])
         self.cap_engagements = [int(c) for c in state["cap_engagements"]]
         self.pending, self.pending_dt = bool(state["pending"]), list(state["pending_dt"])
@@ -243,15 +274,15 @@ class ReplicaLeapfrog(_ReplicaHamiltonian):
 
     name = "ReplicaLeapfrog"
 
-    def _half_kick(self, grads: list[Tensor]) -> None:
+    def _half_kick(self, grads: Tensor) -> None:
         decay = [math.exp(-self.gamma * dt / 2) for dt in self.lr]
         self._kick(grads, self._active_values(decay, 1.0), self._active_values([dt / 2 for dt in self.lr], 0.0))
 
-    def _first_half(self, grads: list[Tensor]) -> None:
+    def _first_half(self, grads: Tensor) -> None:
         self._half_kick(grads)
         self._drift(self._active_values(self.lr, 0.0))
 
-    def _second_half(self, grads: list[Tensor]) -> None:
+    def _second_half(self, grads: Tensor) -> None:
         self._half_kick(grads)
 
     def _owed(self) -> list[float] | None:
@@ -260,19 +291,20 @@ class ReplicaLeapfrog(_ReplicaHamiltonian):
             return None
         return [self.lr[r] if d is None else d for r, d in enumerate(self.pending_dt)]
 
-    def _streaming_kinetic(self, grads: list[Tensor], grad_sq: Tensor) -> Tensor:
+    def _streaming_kinetic(self, grads: Tensor) -> Tensor:
         """``½ Σ m (a₁² ‖p‖² − 2 a₁ c₁ ⟨p, g⟩ + c₁² ‖g‖²)`` per replica (p_t never materialised)."""
-        m = torch.tensor(self.inv_masses, dtype=torch.float64, device=grad_sq.device)[:, None]
-        psq = self._sq_norms(self.moms)
+        psq = self._mass_weighted(self._flat_moms)
         owed = self._owed()
         if owed is None:
-            return 0.5 * (m * psq).sum(0)
-        a1 = torch.tensor([math.exp(-self.gamma * dt / 2) for dt in owed], dtype=torch.float64, device=m.device)
-        c1 = torch.tensor([dt / 2 for dt in owed], dtype=torch.float64, device=m.device)
-        pg = self._dots(self.moms, grads)
-        return 0.5 * (m * (a1 * a1 * psq - 2 * a1 * c1 * pg + c1 * c1 * grad_sq)).sum(0)
+            return 0.5 * psq
+        device = psq.device
+        a1 = torch.tensor([math.exp(-self.gamma * dt / 2) for dt in owed], dtype=torch.float64, device=device)
+        c1 = torch.tensor([dt / 2 for dt in owed], dtype=torch.float64, device=device)
+        pg = self._mass_weighted(self._flat_moms, grads)
+        gsq = self._mass_weighted(grads)
+        return 0.5 * (a1 * a1 * psq - 2 * a1 * c1 * pg + c1 * c1 * gsq)
 
-    def _streaming_advance(self, grads: list[Tensor], factors: list[float]) -> None:
+    def _streaming_advance(self, grads: Tensor, factors: list[float]) -> None:
         owed = self._owed()
         decay, coeff = [], []
         for r, dt in enumerate(self.lr):
@@ -295,20 +327,20 @@ class ReplicaEuler(_ReplicaHamiltonian):
 
     name = "ReplicaEuler"
 
-    def _euler_update(self, grads: list[Tensor]) -> None:
+    def _euler_update(self, grads: Tensor) -> None:
         self._drift(self._active_values(self.lr, 0.0))
         decay = [math.exp(-self.gamma * dt) for dt in self.lr]
         self._kick(grads, self._active_values(decay, 1.0), self._active_values(self.lr, 0.0))
 
-    def _first_half(self, grads: list[Tensor]) -> None:
+    def _first_half(self, grads: Tensor) -> None:
         self._euler_update(grads)
 
-    def _second_half(self, grads: list[Tensor]) -> None:
+    def _second_half(self, grads: Tensor) -> None:
         """Nothing: the gradient at θ_{t+1} is not used by an explicit Euler step."""
 
-    def _streaming_kinetic(self, grads: list[Tensor], grad_sq: Tensor) -> Tensor:
+    def _streaming_kinetic(self, grads: Tensor) -> Tensor:
         return self._kinetic()
 
-    def _streaming_advance(self, grads: list[Tensor], factors: list[float]) -> None:
+    def _streaming_advance(self, grads: Tensor, factors: list[float]) -> None:
         self._scale(self._active_values(factors, 1.0))
         self._euler_update(grads)

@@ -2,7 +2,9 @@ r"""R copies of one architecture as one vectorised model.
 
 :class:`ReplicaStack` holds the parameters of R models of the same architecture stacked along a
 new leading axis (``[R, *shape]``, :func:`torch.func.stack_module_state`) and evaluates all of
-them at once with ``vmap(functional_call)``: replica ``r`` sees only its own parameters, its own
+them at once: a plain chain of ``Linear``/activation layers (e.g. the quick preset's MLP) by
+grouped matrix products on the stacked weights (:mod:`hamopt.replicas.grouped`), any other model
+with ``vmap(functional_call)``. Either way replica ``r`` sees only its own parameters, its own
 buffers and its own batch ``x[r]``, so
 
     losses(x, y)[r] = loss_fn(model_r(x[r]), y[r])
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+
+from .grouped import grouped_plan
 
 __all__ = ["ReplicaStack"]
 
@@ -77,8 +81,19 @@ class ReplicaStack:
             return self._loss_fn(functional_call(self._template, (p, b), (x,)), y)
 
         self._losses = vmap(one)
-        self._outputs = vmap(lambda p, b, x: functional_call(self._template, (p, b), (x,)))
+        self._grouped = grouped_plan(first)
+        if self._grouped is not None:
+            grouped = self._grouped
+            self._outputs = lambda p, b, x: grouped(p, x)
+            self._losses = lambda p, b, x, y: vmap(self._loss_fn)(grouped(p, x), y)
+        else:
+            self._outputs = vmap(lambda p, b, x: functional_call(self._template, (p, b), (x,)))
         self._cross_entropy = loss_fn is F.cross_entropy
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the replicas are evaluated by grouped matrix products (else ``vmap``)."""
+        return self._grouped is not None
 
     # ------------------------------------------------------------------ evaluation
     def parameters(self) -> list[Tensor]:
@@ -90,7 +105,8 @@ class ReplicaStack:
         if x.shape[0] != self.size or y.shape[0] != self.size:
             raise ValueError(f"x, y: the leading axis must be the replica axis of size {self.size}; got "
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
-        self._template.train(self.training)
+        if self._grouped is None:
+            self._template.train(self.training)
         if self._cross_entropy and y.dim() == 2:
             # the model vectorised, the loss as one call over all rows (a row's mean per replica)
             out = self._outputs(self.params, self.buffers, x)
@@ -100,7 +116,8 @@ class ReplicaStack:
 
     def outputs(self, x: Tensor) -> Tensor:
         """``[model_r(x[r]) for r]`` stacked."""
-        self._template.train(self.training)
+        if self._grouped is None:
+            self._template.train(self.training)
         return self._outputs(self.params, self.buffers, x)
 
     def zero_grad(self) -> None:
