@@ -88,3 +88,47 @@ def test_only_exact_integrators_are_read_from_their_stats():
         config = suggested_config("quadratic", key)
         opt = info.build([make_landscape("quadratic").theta], config)
         assert reads_stats(opt) == (key in ("leapfrog", "euler")), key
+
+
+def test_closure_buffers_keep_a_value_until_the_call_after_next():
+    import torch
+
+    from hamopt.landscapes import make_landscape
+    from hamopt.playground.stepping import AnalyticClosure
+
+    landscape = make_landscape("quadratic")  # ½(x² + 10y²): ∇L = (x, 10y)
+    closure = AnalyticClosure(landscape, reuse_buffers=True)
+    closure.next_batch(None, 0)
+    with torch.no_grad():
+        landscape.theta.copy_(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    loss1 = closure()
+    grad1 = landscape.theta.grad
+    with torch.no_grad():
+        landscape.theta.copy_(torch.tensor([3.0, -1.0], dtype=torch.float64))
+    loss2 = closure()
+    grad2 = landscape.theta.grad
+    # the first call's gradient and loss survive the second call (a failed exact step restores them)
+    assert grad1.tolist() == [1.0, 20.0] and loss1.item() == 20.5 and closure.loss == 20.5
+    assert grad2.tolist() == [3.0, -10.0] and loss2.item() == 9.5 and grad2 is not grad1
+    closure()  # the third call writes the first pair again
+    assert landscape.theta.grad is grad1 and grad1.tolist() == [3.0, -10.0]
+
+
+def test_exact_step_follows_a_change_of_the_inverse_mass():
+    import torch
+
+    from hamopt import Leapfrog
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = Leapfrog([p], lr=0.1, gamma=0.0, cap=None, mass="identity")
+
+    def closure():
+        p.grad = p.detach().clone()  # L = ½‖θ‖²
+        return 0.5 * p.detach().square().sum()
+
+    opt.step(closure)
+    moms = opt.state[p]["momentum"]
+    assert opt.stats["kinetic"] == pytest.approx(0.5 * moms.square().sum().item(), rel=1e-15)
+    opt.param_groups[0]["mass"] = lambda t: 0.25
+    opt.step(closure)
+    assert opt.stats["kinetic"] == pytest.approx(0.5 * 0.25 * moms.square().sum().item(), rel=1e-15)

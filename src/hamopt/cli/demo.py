@@ -120,5 +120,9 @@ def _run(args: argparse.Namespace) -> int:
         inbrowser=False,
         show_error=True,
         quiet=True,
+        # Gradio's run history keeps every call's inputs and outputs (the pushed figures, ~35-110 kB
+        # each) in the browser's localStorage and re-reads and rewrites the whole list several
+        # times per call: tens of ms per redraw, growing with every edit
+        run_history=False,
     )
     return 0

@@ -386,6 +386,9 @@ class HamoptOptimizer(Optimizer, abc.ABC):
         tensors = [v for v in values if isinstance(v, Tensor)]
         if not tensors:
             return [None if v is None else float(v) for v in values]
+        if all(t.dtype == torch.float64 and t.dim() == 0 and t.device.type == "cpu" for t in tensors):
+            # CPU float64 scalars: no transfer to batch, and item() reads the same bits as the cat
+            return [v.item() if isinstance(v, Tensor) else (None if v is None else float(v)) for v in values]
         device = tensors[0].device
         flat = torch.cat([t.to(device=device, dtype=torch.float64).reshape(-1) for t in tensors]).tolist()
         out: list[Any] = []
@@ -403,6 +406,8 @@ class HamoptOptimizer(Optimizer, abc.ABC):
     def _loss_tensor(self, value: Any, source: str = "the closure") -> Tensor | None:
         """The loss as a 0-d float64 tensor (None stays None); anything but a scalar is refused with
         a message saying what ``source`` must return."""
+        if isinstance(value, Tensor) and value.dtype == torch.float64 and value.dim() == 0 and not value.requires_grad:
+            return value  # already what the checks and the cast would make of it (the common small case)
         return V.loss_tensor(value, f"{self._name}: {source}")
 
     @staticmethod

@@ -176,8 +176,17 @@ class HamiltonianOptimizer(HamoptOptimizer):
             zero = torch.zeros((), dtype=torch.float64, device=self._device())
             return [zero, zero]
         sq = kernels.squared_norms(grads + moms, foreach=self._foreach())
-        masses = torch.tensor([m for s in sets for m in s.inv_masses], dtype=torch.float64, device=sq.device)
-        return [sq[: len(grads)].sum(), 0.5 * torch.dot(sq[len(grads):], masses)]
+        return [sq[: len(grads)].sum(), 0.5 * torch.dot(sq[len(grads):], self._mass_vector(sets, sq.device))]
+
+    def _mass_vector(self, sets: list[ParamSet], device: torch.device) -> Tensor:
+        """The sets' inverse masses as a float64 vector on ``device``, kept while they do not change
+        (an exact step needs it twice; a new tensor per call is most of a small problem's cost)."""
+        key = (tuple(m for s in sets for m in s.inv_masses), device)
+        cached = getattr(self, "_mass_vector_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, torch.tensor(key[0], dtype=torch.float64, device=device))
+            self._mass_vector_cache = cached
+        return cached[1]
 
     def kinetic_energy(self) -> float:
         """``K = ½ Σ m_i ‖p_i‖²`` of the stored momenta (in streaming mode: the half-step ones).

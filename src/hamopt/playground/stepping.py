@@ -44,26 +44,44 @@ class AnalyticClosure:
 
     Call :meth:`next_batch` before each step; the first call after it checks the loss and the
     gradient norm for finiteness (step index ``step``) and keeps the loss in :attr:`loss`.
+
+    With ``reuse_buffers=True`` the gradient and the returned loss are written into two
+    preallocated pairs of tensors, used alternately call by call (through NumPy views of their
+    memory, no tensor is built per call): a value stays intact until the call after next, which
+    covers an exact-mode step (its two calls use the two pairs; a failed step restores the first
+    call's gradient) but not an optimiser that keeps ``.grad`` or the loss from an earlier step
+    without copying it. Without it every call returns new tensors.
     """
 
-    def __init__(self, landscape: Landscape) -> None:
+    def __init__(self, landscape: Landscape, *, reuse_buffers: bool = False) -> None:
         self.landscape = landscape
         self.theta = landscape.theta
+        self._theta_view = landscape.theta.detach().numpy()  # θ's memory: the optimiser moves it in place
         self.shift = (0.0, 0.0)
         self.step = 0
         self.loss: float | None = None
+        self._calls = 0
+        self._buffers = None
+        if reuse_buffers:
+            pairs = [(torch.zeros(2, dtype=torch.float64), torch.zeros((), dtype=torch.float64)) for _ in range(2)]
+            self._buffers = [(g, g.numpy(), loss, loss.numpy()) for g, loss in pairs]
 
     def next_batch(self, batch: torch.Tensor | None, step: int) -> None:
         self.shift = self.landscape.batch_shift(batch)
         self.step = step
         self.loss = None
 
+    def point(self) -> tuple[float, float]:
+        """θ as two Python floats."""
+        x, y = self._theta_view.tolist()
+        return x, y
+
     def loss_at(self, point: tuple[float, float]) -> float:
         """``L_B`` at ``point`` on the current batch."""
         return self.landscape.value_and_gradient(point[0] - self.shift[0], point[1] - self.shift[1])[0]
 
     def __call__(self) -> torch.Tensor:
-        x, y = self.theta.detach().tolist()
+        x, y = self._theta_view.tolist()
         loss, gx, gy = self.landscape.value_and_gradient(x - self.shift[0], y - self.shift[1])
         if self.loss is None:
             if not math.isfinite(loss):
@@ -71,8 +89,15 @@ class AnalyticClosure:
             if not (math.isfinite(gx) and math.isfinite(gy)):
                 raise NonFiniteError("gradient", self.step, float("inf"))
             self.loss = loss
-        self.theta.grad = torch.tensor((gx, gy), dtype=torch.float64)
-        return torch.tensor(loss, dtype=torch.float64)
+        if self._buffers is None:
+            self.theta.grad = torch.tensor((gx, gy), dtype=torch.float64)
+            return torch.tensor(loss, dtype=torch.float64)
+        grad, grad_view, value, value_view = self._buffers[self._calls & 1]
+        self._calls += 1
+        grad_view[0], grad_view[1] = gx, gy
+        value_view[()] = loss
+        self.theta.grad = grad
+        return value
 
 
 def reads_stats(opt: torch.optim.Optimizer) -> bool:
@@ -112,8 +137,7 @@ class _BaselineBook:
         displacement = C.is_displacement_form(opt)
         k_before = (self.kinetic_prev or 0.0) if displacement else self.convention.kinetic(opt)
         opt.step(closure)
-        x, y = closure.theta.detach().tolist()
-        after = (float(x), float(y))
+        after = closure.point()
         loss_after = closure.loss_at(after)
         if displacement:
             dx, dy = after[0] - before[0], after[1] - before[1]
@@ -148,11 +172,11 @@ def _close(records: list[StepRecord], next_losses: list[float | None]) -> list[S
 
 def fast_steps(config: PlaygroundConfig, landscape: Landscape, opt: torch.optim.Optimizer) -> StepLog:
     """Run ``config.steps`` steps of ``opt`` on ``landscape`` (see the module docstring)."""
-    closure = AnalyticClosure(landscape)
     self_reported = reads_stats(opt)
+    # exact-mode Leapfrog/Euler keep no gradient or loss past a step: the closure's buffers fit
+    closure = AnalyticClosure(landscape, reuse_buffers=self_reported)
     book = None if self_reported else _BaselineBook(opt)
-    x0, y0 = landscape.theta.detach().tolist()
-    theta = [(float(x0), float(y0))]
+    theta = [closure.point()]
     records: list[StepRecord] = []
     diverged_at: int | None = None
     divergence: str | None = None
@@ -163,8 +187,7 @@ def fast_steps(config: PlaygroundConfig, landscape: Landscape, opt: torch.optim.
             if book is None:
                 opt.step(closure)
                 record = _stats_record(opt, config.step_size)
-                x, y = landscape.theta.detach().tolist()
-                point = (float(x), float(y))
+                point = closure.point()
             else:
                 record, point = book.step(t, closure, theta[-1])
         except NonFiniteError as exc:
@@ -177,15 +200,17 @@ def fast_steps(config: PlaygroundConfig, landscape: Landscape, opt: torch.optim.
             break
         theta.append(point)
     # δ_t needs the loss at θ_{t+1} on the next batch: the next record's own loss, or after a
-    # full run one evaluation on a fresh batch (an interrupted run's last step stays open)
-    next_losses: list[float | None] = [r.loss for r in records[1:]]
-    if records and diverged_at is None:
-        final_batch = landscape.sample_batch()
-        closure.next_batch(final_batch, config.steps)
-        next_losses.append(closure.loss_at(theta[-1]) if final_batch is not None else None)
-    elif records:
-        next_losses.append(None)
-    records = _close(records, next_losses)
+    # full run one evaluation on a fresh batch (an interrupted run's last step stays open). One
+    # fixed loss has δ = 0 and ΔH^traj = ΔH^int, which run_trajectory fills in without records.
+    if landscape.noisy:
+        next_losses: list[float | None] = [r.loss for r in records[1:]]
+        if records and diverged_at is None:
+            final_batch = landscape.sample_batch()
+            closure.next_batch(final_batch, config.steps)
+            next_losses.append(closure.loss_at(theta[-1]) if final_batch is not None else None)
+        elif records:
+            next_losses.append(None)
+        records = _close(records, next_losses)
     if escaped:
         records.pop()
     return theta, records, diverged_at, divergence

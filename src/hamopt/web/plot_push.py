@@ -51,15 +51,25 @@ def figures_payload(figures: dict[str, Any] | None, *, invalid: tuple[str, ...] 
 
 # Gradio's own plotly wrapper sets autosize, a responsive chart, and a top margin of ≥ 100 px
 # under a shown label; the same here, so a pushed figure sits exactly where gr.Plot put one.
+# The first figure (the trajectory, the one a control visibly moves) is drawn at once; each further
+# one after the browser had a frame to paint it, so the path shows without waiting for the other
+# plots' drawing (≈ 40-60 ms each); a newer payload stops an older one's remaining drawing.
 PUSH_JS = """
-(payload) => {
+async (payload) => {
   if (!payload) return;
   const {figures, marks} = JSON.parse(payload);
   for (const id of marks.markable) {
     document.getElementById(id)?.classList.toggle(marks.mark_class, marks.invalid.includes(id));
   }
   if (!figures || !window.Plotly) return;
+  // a newer payload that arrives while this one waits for a frame takes over: older figures
+  // never overwrite newer ones
+  const generation = window.__hamoptPushGeneration = (window.__hamoptPushGeneration || 0) + 1;
+  let first = true;
   for (const [id, fig] of Object.entries(figures)) {
+    if (!first) await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+    if (generation !== window.__hamoptPushGeneration) return;
+    first = false;
     const chart = document.querySelector(`#${id} .js-plotly-plot`);
     if (!chart) continue;
     const layout = fig.layout || {};
