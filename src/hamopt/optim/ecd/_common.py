@@ -272,6 +272,28 @@ class ECDOptimizer(HamoptOptimizer):
 
 
 # ---------------------------------------------------------------------- shared validation
+_LOG_MAX = 700.0  # exp() of anything larger overflows a float64
+
+
+def energy_rescale(log_c: float, log_v: float, p2: float, s: float, eps1: float,
+                   cons: bool) -> tuple[float, float, float, float]:
+    r"""The energy-restoring rescale ``p ← c p`` of step 1 (spec): with ``x = log C − log V``,
+    the target ``‖p‖² = eˣ − s``; ``c = √(target/‖p‖²)`` unless ``consEn`` is off, ``‖p‖² = 0``,
+    the target is negative or already within ``eps1``. Returns ``(c, c²‖p‖², invariant,
+    |e^{invariant − log C} − 1|)`` with ``invariant = log(s + c²‖p‖²) + log V``."""
+    c = 1.0
+    if cons and p2 > 0.0:
+        x = log_c - log_v
+        target = math.exp(x) - s if x < _LOG_MAX else math.inf
+        if not (abs(target - p2) < eps1 or target < 0.0):
+            c = (math.sqrt(target / p2) if math.isfinite(target)
+                 else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX)))
+    p2_rescaled = c * c * p2
+    invariant = math.log(s + p2_rescaled) + log_v if s + p2_rescaled > 0 else -math.inf
+    error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
+    return c, p2_rescaled, invariant, error
+
+
 def check_common(options: dict[str, Any], where: str) -> None:
     """lr > 0, weight_decay ≥ 0, eps1 ≥ 0, eps2 ≥ 0, consEn bool, foreach None/bool."""
     V.check_positive(f"{where}lr", options["lr"])

@@ -35,11 +35,10 @@ from torch import Tensor
 from .. import _distributed as D
 from .. import _fused_ecd_cpu as FK
 from ..base import ParamSet
+from ._common import energy_rescale
 
 if TYPE_CHECKING:
     from ._common import ECDOptimizer
-
-_LOG_MAX = 700.0  # exp() of anything larger overflows a float64
 
 
 def check_supported(opt: ECDOptimizer, sets: list[ParamSet]) -> None:
@@ -132,16 +131,7 @@ def ecdsep_step(opt: ECDOptimizer, loss_t: Tensor) -> None:
     log_c = glob["log_C"]
 
     # 1. rescale (as the eager step)
-    c = 1.0
-    if cons and p2 > 0.0:
-        x = log_c - log_v
-        target = math.exp(x) - s_reg if x < _LOG_MAX else math.inf
-        if not (abs(target - p2) < eps1 or target < 0.0):
-            c = (math.sqrt(target / p2) if math.isfinite(target)
-                 else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX)))
-    p2_rescaled = c * c * p2
-    invariant = math.log(s_reg + p2_rescaled) + log_v if s_reg + p2_rescaled > 0 else -math.inf
-    error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
+    c, p2_rescaled, invariant, error = energy_rescale(log_c, log_v, p2, s_reg, eps1, cons)
 
     # 2. the kicked ‖p‖² per set, from the sums
     a = c * owed

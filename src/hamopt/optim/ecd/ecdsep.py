@@ -39,7 +39,6 @@ from . import _fused
 
 __all__ = ["ECDSep", "bounce_"]
 
-_LOG_MAX = 700.0  # exp() of anything larger overflows a float64
 
 
 def bounce_(moms: list[Tensor], noise: list[Tensor], p2: float, nu: float, generator: torch.Generator | None,
@@ -174,16 +173,7 @@ class ECDSep(K.ECDOptimizer):
         log_c = glob["log_C"]
 
         # 1. rescale
-        c = 1.0
-        if cons and p2 > 0.0:
-            x = log_c - log_v
-            target = math.exp(x) - s if x < _LOG_MAX else math.inf
-            if not (abs(target - p2) < eps1 or target < 0.0):
-                c = (math.sqrt(target / p2) if math.isfinite(target)
-                     else math.exp(min(0.5 * (x - math.log(p2)), _LOG_MAX)))
-        p2_rescaled = c * c * p2
-        invariant = math.log(s + p2_rescaled) + log_v if s + p2_rescaled > 0 else -math.inf
-        error = abs(math.expm1(invariant - log_c)) if math.isfinite(invariant) else math.inf
+        c, p2_rescaled, invariant, error = K.energy_rescale(log_c, log_v, p2, s, eps1, cons)
 
         # 2. kick (the scale also settles the last bounce's deferred rescale)
         kernels.scale(moms, c * owed, foreach=fe)
