@@ -83,12 +83,17 @@ def test_valid_ecd_spec_fills_the_optimizers_defaults():
     assert sep.run_mode == bbi.run_mode == q1.run_mode == "baseline" and sep.mode is None
     assert sep.hyper == {"eta": 2.0, "F0": 0.0, "nu": 1e-5, "s": 1.0, "deltaEn": 0.0,
                          "weight_decay": 0.0, "consEn": True, "eps1": 1e-10, "eps2": 1e-40,
-                         "foreach": None}
+                         "foreach": None, "fused": False}
     assert bbi.hyper["threshold0"] == 5 and bbi.hyper["momentum_init"] == "global"
     assert q1.hyper["F0"] == -1.0 and q1.hyper["projection"] == "global"
     # the normalised spec reads back to the same spec
     again = parse_spec(yaml.safe_load(spec_to_yaml(spec)))
     assert spec_hash(again) == spec_hash(spec)
+    # fused=False is the default and leaves the hash as before the option; fused=True changes it
+    fused = ecd_dict([{**ECD_OPTIMIZERS[0], "hyper": {"eta": 2.0, "fused": True}}])
+    plain = ecd_dict([{**ECD_OPTIMIZERS[0], "hyper": {"eta": 2.0}}])
+    assert parse_spec(fused).optimizers[0].hyper["fused"] is True
+    assert spec_hash(parse_spec(fused)) != spec_hash(parse_spec(plain))
     # the value the optimiser keeps is the one recorded: ECDSep with s != 1 holds deltaEn = 1
     d = ecd_dict([{**ECD_OPTIMIZERS[0], "hyper": {"eta": 2.0, "s": 0.5}}])
     assert parse_spec(d).optimizers[0].hyper["deltaEn"] == 1.0

@@ -318,6 +318,7 @@ def spec_dict(spec: ExperimentSpec) -> dict[str, Any]:
 def spec_hash(spec: ExperimentSpec) -> str:
     """SHA-256 of the canonical JSON of the normalised spec, minus keys that do not change results:
     ``threads`` (recorded per run), ``workers``, ``replicas`` (runs batched or not compute the same series),
+    an ECD optimiser's ``fused: false`` (the default, so that specs from before the option keep their hash),
     ``dataset.root`` and ``dataset.download`` (where the data comes
     from, not what it is); an absent ``stability`` monitor leaves the hash as it was before the monitor existed."""
     data = spec_dict(spec)
@@ -326,6 +327,10 @@ def spec_hash(spec: ExperimentSpec) -> str:
     data.pop("threads", None)
     data.pop("workers", None)
     data.pop("replicas", None)
+    for opt in data.get("optimizers") or []:  # ECD's fused=False (the default) keeps older hashes
+        hyper = opt.get("hyper")
+        if opt.get("type") in ECD_TYPES and isinstance(hyper, dict) and hyper.get("fused") is False:
+            hyper.pop("fused")
     data["dataset"].pop("root", None)
     data["dataset"].pop("download", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -127,6 +127,7 @@ class ECDSepHyper(ECDHyper):
     eps1: Real = 1e-10
     eps2: Real = 1e-40
     foreach: bool | None = None
+    fused: bool = False
 
 
 class BBIHyper(ECDHyper):
@@ -143,6 +144,7 @@ class BBIHyper(ECDHyper):
     eps2: Real = 1e-40
     momentum_init: str = "global"
     foreach: bool | None = None
+    fused: bool = False
 
 
 class ECDq1Hyper(ECDHyper):
@@ -157,6 +159,7 @@ class ECDq1Hyper(ECDHyper):
     eps2: Real = 1e-40
     projection: str = "global"
     foreach: bool | None = None
+    fused: bool = False
 
 
 # ---------------------------------------------------------------------- third-party optimisers
