@@ -40,7 +40,7 @@ def test_the_cpu_preset_tunes_five_optimisers_per_variant():
     p = PRESETS["symbreak-cpu"]
     tune = plan_runs(p, stage="tune")
     assert {c.optimizer for c in tune} == {"adamw", "soap", "sgd-momentum", "ecdq1", "leapfrog"}
-    assert len(tune) == 5 * 2 * 3 and {c.seed for c in tune} == {p.tune_seed}
+    assert len(tune) == 5 * 2 * 4 and {c.seed for c in tune} == {p.tune_seed}
     assert p.tune_seed not in p.seeds and len(p.seeds) >= 3 and p.types["soap"] == "soap"
     chosen = {f"{o}/{v}": {"lr": p.grid[o]["lr"][0]} for o in p.optimizers for v in p.variants}
     runs = plan_runs(p, stage="eval", chosen=chosen)
