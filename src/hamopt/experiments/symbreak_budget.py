@@ -21,11 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics.cap import mean_ci
+from .symbreak_gaps import REFERENCE, _put
 
 __all__ = ["BUDGET_COLUMNS", "budget_rows", "plot_budget"]
 
-REFERENCE = "adamw"
 BUDGET_COLUMNS = ["optimizer", "variant", "step", "n", "gap", "gap_ci_low", "gap_ci_high",
                   "narrowing", "narrowing_ci_low", "narrowing_ci_high"]
 
@@ -48,11 +47,6 @@ def _gap(curves: dict[tuple[str, str], dict[int, dict[int, float]]], opt: str, v
     mine, ref = curves.get((opt, variant), {}), curves.get((REFERENCE, variant), {})
     return {s: mine[s][step] - ref[s][step] for s in sorted(set(mine) & set(ref))
             if step in mine[s] and step in ref[s]}
-
-
-def _put(row: dict[str, Any], key: str, values: list[float]) -> None:
-    ci = mean_ci(values)
-    row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = ci.mean, ci.ci_low, ci.ci_high
 
 
 def budget_rows(runs: list[tuple[dict[str, Any], dict[str, list[Any]]]],
