@@ -292,6 +292,55 @@ def test_state_dict_loads_across_capturable_both_ways(case):
         assert int(resumed.global_state["step"]) == STEPS
 
 
+@pytest.mark.parametrize(("case", "extra"), [("ecdsep", {"backend": "eager"}), ("ecdq1", {"capturable": True})])
+def test_a_parameter_that_sits_a_step_out_after_a_bounce(case, extra):
+    """Step 2 leaves the last layer's bias without a gradient, after a bounce whose rescale is
+    deferred: the rescale then applies to every stored momentum, in the compiled and capturable
+    steps as in the eager one."""
+    def run(**extra):
+        model, loss_of = problem(torch.float64)
+        opt = build(case, model, **{k: v for k, v in extra.items() if k != "backend"})
+        step = torch.compile(opt.step, backend=extra["backend"]) if "backend" in extra else opt.step
+        def closure_for(t):
+            def closure():
+                opt.zero_grad()
+                loss = loss_of()
+                loss.backward()
+                if t == 2:
+                    model[2].bias.grad = None
+                return loss
+            return closure
+
+        for t in range(4):
+            step(closure_for(t))
+        return [p.detach().clone() for p in model.parameters()] + [
+            opt.state[p][opt._buffer].clone() for p in model.parameters()]
+
+    for a, b in zip(run(**extra), run()):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_fused_step_under_compile_runs_eagerly():
+    """``fused=True`` under ``torch.compile`` runs the fused step (its own noise) outside the graph."""
+    def run(compiled):
+        model, loss_of = problem(torch.float64)
+        opt = hamopt.ECDSep(model.parameters(), lr=0.05, eta=2.0, nu=0.1, seed=3, fused=True)
+        step = torch.compile(opt.step, backend="eager") if compiled else opt.step
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_of()
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            step(closure)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(True), run(False)):
+        assert torch.equal(a, b)
+
+
 def test_capturable_and_fused_are_refused_together():
     w = nn.Parameter(torch.zeros(3))
     for cls in CLASSES.values():
