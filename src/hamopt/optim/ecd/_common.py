@@ -294,7 +294,7 @@ class ECDOptimizer(HamoptOptimizer):
         in device tensors (:mod:`hamopt.optim.ecd._tensor`): it compiles once. ``fused=True``
         under ``torch.compile`` runs the fused step eagerly (one graph break).
         """
-        if torch.compiler.is_compiling() or self.param_groups[0]["capturable"]:
+        if torch.compiler.is_compiling() or self.param_groups[0].get("capturable", False):
             return _tensor.step(self, closure)
         value, loss = self._evaluate(closure)
         self._step(loss)

@@ -123,11 +123,11 @@ def prepare(opt: ECDOptimizer, closure: Callable[[], Any] | None
     ``inputs`` is None."""
     group = opt.param_groups[0]
     distributed = D.is_distributed(opt.process_group) or opt._sharded
-    if distributed and group["capturable"]:
+    if distributed and group.get("capturable", False):
         raise NotImplementedError(
             f"{opt._name}: capturable=True is not available with a process group of more than one rank or sharded "
             "parameters; use the eager step (capturable=False)")
-    if group["fused"] or distributed:
+    if group.get("fused", False) or distributed:
         value, loss = opt._evaluate(closure)
         opt._step(loss)
         return value, None, [], None
@@ -135,7 +135,7 @@ def prepare(opt: ECDOptimizer, closure: Callable[[], Any] | None
     sets = opt._gather(read_lr=False)
     config = opt._tensor_config(sets)
     device = opt._device()
-    capturable = group["capturable"]
+    capturable = bool(group.get("capturable", False))
     glob = opt._global
     if capturable:
         to_tensor_form(opt)
@@ -169,7 +169,7 @@ def finish(opt: ECDOptimizer, inputs: ECDInputs, sets: list[ParamSet], stats: di
     non-finite loss or gradient (nothing has changed), write the scalars back as Python numbers
     and fill ``opt.stats`` as the eager step does."""
     glob = opt._global
-    if opt.param_groups[0]["capturable"]:
+    if opt.param_groups[0].get("capturable", False):
         opt.stats = {k: v for k, v in stats.items() if k not in INTERNAL_STATS}
         opt.stats.update(skip_reason=None, **({"bounce_kind": None} if "fixed_bounce" in stats else {}))
         return
