@@ -348,6 +348,31 @@ def test_fused_step_under_compile_runs_eagerly():
         assert torch.equal(a, b)
 
 
+def test_finalize_bounce_under_capturable():
+    """The deferred rescale of a capturable optimiser (a NaN tensor when none is pending) is
+    applied as in eager mode, and only once."""
+    runs = []
+    for capturable in (False, True):
+        model, loss_of = problem(torch.float64)
+        opt = build("ecdsep", model, capturable=capturable)
+
+        def closure(opt=opt, loss_of=loss_of):
+            opt.zero_grad()
+            loss = loss_of()
+            loss.backward()
+            return loss
+
+        for _ in range(2):
+            opt.step(closure)
+        opt.finalize_bounce()
+        opt.finalize_bounce()
+        runs.append([opt.state[p]["momentum"].clone() for p in model.parameters()])
+        opt.step(closure)
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(runs[0] + runs[1], runs[2] + runs[3]):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 def test_capturable_and_fused_are_refused_together():
     w = nn.Parameter(torch.zeros(3))
     for cls in CLASSES.values():

@@ -219,6 +219,11 @@ class ECDOptimizer(HamoptOptimizer):
         first multiply. Call this only to read ``opt.state[p]`` between steps with the exact norm
         (``state_dict`` does not need it: the pending value is saved)."""
         pending = self._global["pending_norm_sq"]
+        if isinstance(pending, Tensor):  # capturable: NaN when none is pending (one host read, between steps)
+            if not bool(torch.isnan(pending).item()):
+                self._renormalise(self._stored_buffers(), pending.reshape(()))
+                pending.fill_(math.nan)
+            return
         if pending is not None:
             self._global["pending_norm_sq"] = None
             self._renormalise(self._stored_buffers(), pending)
