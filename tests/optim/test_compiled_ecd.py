@@ -25,6 +25,8 @@ OPTIONS = {
     "ecdq1": dict(eta=2.0, nu=0.1),
     "ecdq1-per-tensor": dict(eta=2.0, nu=0.1, projection="per_tensor", weight_decay=0.0),
     "bbi": dict(threshold0=2, threshold=3, deltaEn=0.5),  # a fixed bounce on the third step
+    "bbi-per-tensor": dict(threshold0=100, threshold=100, deltaEn=0.5, momentum_init="per_tensor"),
+    "ecdsep-s2": dict(eta=2.0, nu=0.0, s=2.0, consEn=False),
 }
 STEPS = 5
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=2e-5, atol=2e-6)}
@@ -152,7 +154,7 @@ def test_compiled_step_agrees_with_eager_and_compiles_once(case, dtype, backend,
         assert all(not isinstance(v, torch.Tensor) for v in got[4].stats.values())
 
 
-@pytest.mark.parametrize("case", ["ecdsep", "ecdsep-nu0", "ecdq1", "ecdq1-per-tensor"])
+@pytest.mark.parametrize("case", ["ecdsep", "ecdsep-nu0", "ecdsep-s2", "ecdq1", "ecdq1-per-tensor", "bbi-per-tensor"])
 def test_capturable_equals_eager(case):
     ref = trajectory(case, torch.float64)
     got = trajectory(case, torch.float64, capturable=True)
