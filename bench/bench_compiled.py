@@ -15,7 +15,9 @@ load hit every contender alike), as a ratio to ``torch.optim.AdamW(fused=True)``
 * ECDSep (ν = 1e-5), BBI and ECDq1 (ν = 0.1), eager and fused (``fused=True``: one read of p
   and g for the sums, one pass for kick, drift and the bounce noise; "ecdsep_nu0" is the fused
   ECDSep without noise, to show what the noise costs); ``--ecd-compiled`` adds their
-  ``torch.compile(opt.step)``, which graph-breaks at every host transfer.
+  ``torch.compile(opt.step)`` (Inductor) with ``capturable=True`` and a tensor ``lr``: the
+  tensor step of :mod:`hamopt.optim.ecd._tensor`, compiled once (compile time and the graphs
+  compiled after the first steps are printed, as for Leapfrog).
 
 Run: ``python bench/bench_compiled.py [--rounds N] [--threads N] [--only leapfrog,euler,ecd]
 [--compiled leapfrog,euler] [--ecd-compiled]``.
@@ -90,8 +92,8 @@ def contenders(only: set[str], compiled_for: set[str], ecd_compiled: bool
         for name, opt in ecds.items():
             fns[f"{name}_eager"] = lambda o=opt: o.step(closure)
             if ecd_compiled:
-                twin = type(opt)(clone_params(base), **{k: v for k, v in opt.defaults.items()
-                                                        if k not in ("differentiable",)}, seed=0)
+                options = {k: v for k, v in opt.defaults.items() if k not in ("differentiable", "lr", "capturable")}
+                twin = type(opt)(clone_params(base), lr=torch.tensor(1e-3), capturable=True, seed=0, **options)
                 step = torch.compile(twin.step)
                 before = graphs_compiled()
                 t0 = time.perf_counter()

@@ -495,8 +495,9 @@ def test_unsupported_torch_options_are_refused(name, option):
     if option in ("fused", "capturable") and name in STREAMING:  # streaming Leapfrog/Euler support both
         assert make(name, model.parameters(), **{option: True}).param_groups[0][option] is True
         return
-    if option == "fused" and name in ("ecdsep", "bbi", "ecdq1"):  # fused CPU kernels (tests/optim/test_fused_ecd.py)
-        assert make(name, model.parameters(), fused=True).param_groups[0]["fused"] is True
+    if option in ("fused", "capturable") and name in ("ecdsep", "bbi", "ecdq1"):
+        # fused CPU kernels (tests/optim/test_fused_ecd.py), capturable steps (tests/optim/test_compiled_ecd.py)
+        assert make(name, model.parameters(), **{option: True}).param_groups[0][option] is True
         return
     with pytest.raises((TypeError, ValueError), match=option):
         make(name, model.parameters(), **{option: True})
@@ -571,7 +572,8 @@ def test_compiled_step_matches_eager(name):
     for _ in range(3):
         opt.step(closure)
         compiled_step(closure2)
-    if name in STREAMING:  # compiled, the streaming step reduces and decides in device tensors: equal to rounding
+    if name in STREAMING or name in ("ecdsep", "bbi", "ecdq1"):
+        # compiled, the streaming and ECD steps reduce and decide in device tensors: equal to rounding
         for x, y in zip(snapshot(model2, opt2), snapshot(model, opt)):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
     else:

@@ -490,7 +490,9 @@ def test_compiled_ecd_step_with_a_pending_bounce_matches_eager(name):
     for _ in range(3):
         opt.step(closure)
         compiled(closure2)
-    assert_same_tensors(snapshot(model2, opt2), snapshot(model, opt))
+    # compiled, the step reduces and decides in device tensors (hamopt.optim.ecd._tensor): equal to rounding
+    for x, y in zip(snapshot(model2, opt2), snapshot(model, opt)):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
     torch._dynamo.reset()
 
 

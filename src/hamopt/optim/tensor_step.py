@@ -164,14 +164,18 @@ def to_tensor_form(opt: HamiltonianOptimizer) -> None:
     glob["pending_dt"] = {i: _as_f64(table.get(i), device) for i in range(len(opt.param_groups))}
 
 
+def host_number(v: Any) -> Any:
+    """A scalar tensor as a Python float (NaN: None); anything else unchanged."""
+    if not isinstance(v, Tensor):
+        return v
+    x = float(v.item())
+    return None if math.isnan(x) else x
+
+
 def to_float_form(glob: dict[str, Any]) -> None:
     """The optimiser-wide scalars as Python numbers (what the eager step and checkpoints of a
     non-capturable optimiser hold)."""
-    def num(v: Any) -> Any:
-        if not isinstance(v, Tensor):
-            return v
-        x = float(v.item())
-        return None if math.isnan(x) else x
+    num = host_number
     for key in TENSOR_SCALARS:
         glob[key] = num(glob[key])
     for key in ("cap_engagements", "step"):

@@ -42,20 +42,28 @@ from torch import Tensor
 from .. import _distributed as D
 from .. import _validation as V
 from .. import kernels
+from .._checkpoint import GLOBAL_KEY
 from ..base import HamoptOptimizer, ParamSet
+from . import _tensor
 
 
 class ECDOptimizer(HamoptOptimizer):
     """Generator, closure, skip and stats shared by the ECD optimisers.
 
-    Subclasses set ``_name``, ``_buffer`` and ``GLOBAL_OPTIONS`` and implement ``_validate_group``
-    and ``_step``.
+    Subclasses set ``_name``, ``_buffer``, ``GLOBAL_OPTIONS`` and ``TENSOR_SCALARS`` and implement
+    ``_validate_group``, ``_step`` and the hooks of the tensor step (:mod:`._tensor`):
+    ``_tensor_program``, ``_tensor_config``, ``_tensor_noise`` and ``_tensor_host_stats``.
     """
 
     _name = "ECDOptimizer"
     GLOBAL_REASON = ("the potential and the invariant are one number over all parameters; only lr and "
                      "weight_decay may differ per group")
     LEGACY_STATE_KEY = "ecd"
+    # the optimiser-wide scalars the tensor step keeps as tensors, and their Python types
+    TENSOR_SCALARS: dict[str, str] = {
+        "step": "int", "initialized": "bool", "skipped_steps": "int", "bounces": "int", "P2": "float",
+        "displacement_sq": "float", "pending_norm_sq": "optional",
+    }
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, seed: int | None, process_group: Any = None) -> None:
         if seed is not None:
@@ -116,8 +124,21 @@ class ECDOptimizer(HamoptOptimizer):
         self._global["generator_state"] = self.generator.get_state().to(self._device())
 
     def _after_load(self) -> None:
+        # a capturable optimiser's scalars are tensors: every loaded state starts as Python numbers
+        # (the capturable step turns them into device tensors on its first call)
+        _tensor.to_float_form(self)
         self._gen = None
         self._noise = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`HamoptOptimizer.state_dict` with the optimiser-wide scalars as Python numbers,
+        also for a capturable optimiser (whose live scalars are device tensors): a checkpoint is
+        the same whichever way it was made, and loads either way."""
+        sd = super().state_dict()
+        for entry in sd["state"].values():
+            if GLOBAL_KEY in entry:
+                _tensor.convert_to_float_form(entry[GLOBAL_KEY], self.TENSOR_SCALARS)
+        return sd
 
     def __getstate__(self) -> dict[str, Any]:
         self._before_state_dict()
@@ -131,13 +152,16 @@ class ECDOptimizer(HamoptOptimizer):
             self.stats = {}
 
     # ------------------------------------------------------------------ helpers
-    def _noise_buffers(self, tensors: list[Tensor]) -> list[Tensor]:
-        """Scratch buffers shaped like ``tensors`` (kept between steps, not state)."""
+    def _noise_buffers(self, tensors: list[Tensor], *, keep_layout: bool = False) -> list[Tensor]:
+        """Scratch buffers shaped like ``tensors`` (kept between steps, not state): contiguous, or
+        with each tensor's own layout (``keep_layout``: a draw into the buffer then equals a
+        draw into the tensor itself). New buffers are zero."""
         out = []
+        fmt = torch.preserve_format if keep_layout else torch.contiguous_format
         for t in tensors:
             b = self._noise.get(t)
-            if b is None or b.shape != t.shape or b.dtype != t.dtype:
-                b = torch.empty_like(t, memory_format=torch.contiguous_format)
+            if b is None or b.shape != t.shape or b.dtype != t.dtype or (keep_layout and b.stride() != t.stride()):
+                b = torch.zeros_like(t, memory_format=fmt)
                 self._noise[t] = b
             out.append(b)
         return out
@@ -195,6 +219,11 @@ class ECDOptimizer(HamoptOptimizer):
         first multiply. Call this only to read ``opt.state[p]`` between steps with the exact norm
         (``state_dict`` does not need it: the pending value is saved)."""
         pending = self._global["pending_norm_sq"]
+        if isinstance(pending, Tensor):  # capturable: NaN when none is pending (one host read, between steps)
+            if not bool(torch.isnan(pending).item()):
+                self._renormalise(self._stored_buffers(), pending.reshape(()))
+                pending.fill_(math.nan)
+            return
         if pending is not None:
             self._global["pending_norm_sq"] = None
             self._renormalise(self._stored_buffers(), pending)
@@ -256,15 +285,41 @@ class ECDOptimizer(HamoptOptimizer):
         ``K = ½ ‖θ_{t+1} − θ_t‖² / lr`` with the first param group's lr (0 after a skip or a
         bounce that left θ unchanged)."""
         lr = V.as_float("lr", self.param_groups[0]["lr"])
-        return 0.5 * self._global["displacement_sq"] / lr
+        disp = self._global["displacement_sq"]
+        if isinstance(disp, Tensor):  # capturable: a device tensor, read when asked
+            disp = float(disp.item())
+        return 0.5 * disp / lr
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One step; ``closure`` (required) zeroes the gradients, computes the loss on the current
-        batch, calls ``backward()`` and returns the loss. Returns the closure's loss."""
+        batch, calls ``backward()`` and returns the loss. Returns the closure's loss.
+
+        Under ``torch.compile`` and with ``capturable=True`` the step keeps every per-step value
+        in device tensors (:mod:`hamopt.optim.ecd._tensor`): it compiles once. ``fused=True``
+        under ``torch.compile`` runs the fused step eagerly (one graph break).
+        """
+        if torch.compiler.is_compiling() or self.param_groups[0].get("capturable", False):
+            return _tensor.step(self, closure)
         value, loss = self._evaluate(closure)
         self._step(loss)
         return value
+
+    # ------------------------------------------------------------------ tensor step hooks
+    _tensor_program: Callable[..., dict[str, Tensor]]
+
+    def _tensor_config(self, sets: list[ParamSet]) -> dict[str, Any]:
+        """The static options of :attr:`_tensor_program` (checks the gathered sets first)."""
+        raise NotImplementedError
+
+    def _tensor_noise(self, capturable: bool) -> tuple[str | None, bool]:
+        """``(kind, due)``: what the step may draw (``"normal"``, ``"uniform"`` or None) and
+        whether to draw it now (see :mod:`hamopt.optim.ecd._tensor`)."""
+        raise NotImplementedError
+
+    def _tensor_host_stats(self, values: dict[str, Any], sets: list[ParamSet]) -> None:
+        """Fill ``stats`` from a tensor step's host values, as the eager step does."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _step(self, loss: Tensor) -> None:
@@ -294,6 +349,13 @@ def energy_rescale(log_c: float, log_v: float, p2: float, s: float, eps1: float,
     return c, p2_rescaled, invariant, error
 
 
+def skip_reason(sets: list[ParamSet], pot: float, eps2: float, name: str, offset: str) -> str:
+    """The eager step's ``skip_reason`` of a skipped step (``name``: F or V; ``offset``: F0 or v0)."""
+    if not any(s.moms for s in sets):
+        return "no parameter has a gradient this step"
+    return f"{name} = L + ½λ‖θ‖² − {offset} = {pot:.6g} ≤ eps2 = {float(eps2):g}"
+
+
 def check_common(options: dict[str, Any], where: str) -> None:
     """lr > 0, weight_decay ≥ 0, eps1 ≥ 0, eps2 ≥ 0, consEn bool, foreach None/bool."""
     V.check_positive(f"{where}lr", options["lr"])
@@ -306,10 +368,15 @@ def check_common(options: dict[str, Any], where: str) -> None:
 
 
 def check_fused(options: dict[str, Any], where: str) -> None:
-    """``fused`` is True or False (missing in a state saved before the option existed: False)."""
-    options.setdefault("fused", False)
-    if not isinstance(options["fused"], bool):
-        raise TypeError(f"{where}fused must be True or False, got {options['fused']!r}")
+    """``fused`` and ``capturable`` are True or False (missing in a state saved before the option
+    existed: False), and not both True (the fused step decides on the host)."""
+    for flag in ("fused", "capturable"):
+        options.setdefault(flag, False)
+        if not isinstance(options[flag], bool):
+            raise TypeError(f"{where}{flag} must be True or False, got {options[flag]!r}")
+    if options["fused"] and options["capturable"]:
+        raise ValueError(f"{where}capturable=True cannot be combined with fused=True: the fused step reads its "
+                         "decision values on the host; use one or the other")
 
 
 def check_int_at_least(name: str, value: Any, low: int) -> int:

@@ -36,8 +36,9 @@ from torch import Tensor
 
 from .. import _validation as V
 from .. import kernels
+from ..base import ParamSet
 from . import _common as K
-from . import _fused
+from . import _fused, _programs
 
 __all__ = ["BBI", "MOMENTUM_INITS"]
 
@@ -66,6 +67,13 @@ class BBI(K.ECDOptimizer):
             (hand-written CPU kernels, see :mod:`hamopt.optim.ecd._fused`; contiguous
             float32/float64 CPU tensors, one process); bounces are drawn as in the eager step, so
             the numbers equal the eager step's to float rounding.
+        capturable: every per-step value (dt, the energies, the invariant, counters, the skip and
+            bounce decisions, the non-finite guard) stays in device tensors: no host sync, the
+            stats are 0-d tensors read when asked, and a non-finite loss or gradient leaves θ and
+            the momenta untouched and sets ``stats["finite"]`` to False instead of raising. The
+            bounce noise is drawn at every step (the counters that decide a bounce live on the
+            device) and used only if the step bounces (see :mod:`hamopt.optim.ecd._tensor`). Not
+            with ``fused=True``; one process.
         process_group: the ``torch.distributed`` process group the loss and the norms are reduced
             over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
             ``state_dict``; a pickled or deep-copied optimiser uses the default group.
@@ -79,7 +87,10 @@ class BBI(K.ECDOptimizer):
     _name = "BBI"
     _buffer = "momentum"
     GLOBAL_OPTIONS = ("v0", "threshold0", "threshold", "n_fixed_bounces", "deltaEn", "consEn", "eps1",
-                      "eps2", "momentum_init", "foreach", "fused")
+                      "eps2", "momentum_init", "foreach", "fused", "capturable")
+    TENSOR_SCALARS = dict(K.ECDOptimizer.TENSOR_SCALARS, energy="optional", V0="optional", counter0="int",
+                          counter="int", fixed_bounces="int", min_V="float")
+    _tensor_program = staticmethod(_programs.bbi_program)
 
     def __init__(
         self,
@@ -99,12 +110,13 @@ class BBI(K.ECDOptimizer):
         seed: int | None = None,
         foreach: bool | None = None,
         fused: bool = False,
+        capturable: bool = False,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, v0=v0, threshold0=threshold0, threshold=threshold,
                         n_fixed_bounces=n_fixed_bounces, deltaEn=deltaEn, weight_decay=weight_decay,
                         consEn=consEn, eps1=eps1, eps2=eps2, momentum_init=momentum_init, foreach=foreach,
-                        fused=fused)
+                        fused=fused, capturable=capturable)
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
@@ -141,6 +153,34 @@ class BBI(K.ECDOptimizer):
         for m, f in zip(moms, factors.unbind()):
             m.mul_(f.to(m.dtype))
         return None
+
+    # ------------------------------------------------------------------ the tensor step
+    def _tensor_config(self, sets: list[ParamSet]) -> dict[str, Any]:
+        g = self.param_groups[0]
+        return dict(v0=float(g["v0"]), delta=float(g["deltaEn"]), cons=bool(g["consEn"]), eps1=float(g["eps1"]),
+                    eps2=float(g["eps2"]), t0=int(g["threshold0"]), t1=int(g["threshold"]),
+                    nb=int(g["n_fixed_bounces"]), per_tensor_init=g["momentum_init"] == "per_tensor")
+
+    def _tensor_noise(self, capturable: bool) -> tuple[str | None, bool]:
+        if capturable:
+            return "uniform", True
+        glob, g = self._global, self.param_groups[0]
+        due = (glob["counter0"] == int(g["threshold0"]) and glob["fixed_bounces"] < int(g["n_fixed_bounces"])) \
+            or glob["counter"] >= int(g["threshold"])
+        return "uniform", due
+
+    def _tensor_host_stats(self, values: dict[str, Any], sets: list[ParamSet]) -> None:
+        common = dict(loss=values["loss"], potential=values["potential"], grad_norm=values["grad_norm"])
+        if values["skipped"]:
+            self._skip(K.skip_reason(sets, values["potential"], self.param_groups[0]["eps2"], "V", "v0"), **common,
+                       **self._counters())
+            return
+        bounced = bool(values["bounced"])
+        kind = ("fixed" if values["fixed_bounce"] else "progress") if bounced else None
+        self._finish(invariant=values["invariant"], invariant_error=values["invariant_error"],
+                     energy=values["energy"], rescale=values["rescale"], P2=values["P2"],
+                     displacement_sq=values["displacement_sq"], bounced=bounced, bounce_kind=kind, **common,
+                     **self._counters())
 
     # ------------------------------------------------------------------ one step
     def _step(self, loss_t: Tensor) -> None:

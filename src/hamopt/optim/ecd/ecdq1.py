@@ -31,8 +31,9 @@ from torch import Tensor
 
 from .. import _validation as V
 from .. import kernels
+from ..base import ParamSet
 from . import _common as K
-from . import _fused
+from . import _fused, _programs
 from .ecdsep import bounce_
 
 __all__ = ["ECDq1", "PROJECTIONS"]
@@ -62,6 +63,12 @@ class ECDq1(K.ECDOptimizer):
             float32/float64 CPU tensors, one process). Equal to the eager step with ``nu = 0``;
             with ``nu > 0`` the noise comes from a counter-based generator keyed by ``seed`` and
             the step (reproducible and resumable, but not the eager step's draw).
+        capturable: every per-step value (dt, the energies, the invariant, counters, the skip and
+            bounce decisions, the non-finite guard) stays in device tensors: no host sync, the
+            stats are 0-d tensors read when asked, and a non-finite loss or gradient leaves θ and
+            the velocities untouched and sets ``stats["finite"]`` to False instead of raising. The
+            bounce noise is drawn at every step and used only if the step bounces (see
+            :mod:`hamopt.optim.ecd._tensor`). Not with ``fused=True``; one process.
         process_group: the ``torch.distributed`` process group the loss and the norms are reduced
             over (None: the default group; see :mod:`hamopt.optim.base`). Not saved in
             ``state_dict``; a pickled or deep-copied optimiser uses the default group.
@@ -74,7 +81,8 @@ class ECDq1(K.ECDOptimizer):
 
     _name = "ECDq1"
     _buffer = "velocity"
-    GLOBAL_OPTIONS = ("eta", "F0", "nu", "consEn", "eps1", "eps2", "projection", "foreach", "fused")
+    GLOBAL_OPTIONS = ("eta", "F0", "nu", "consEn", "eps1", "eps2", "projection", "foreach", "fused", "capturable")
+    _tensor_program = staticmethod(_programs.ecdq1_program)
 
     def __init__(
         self,
@@ -92,10 +100,11 @@ class ECDq1(K.ECDOptimizer):
         seed: int | None = None,
         foreach: bool | None = None,
         fused: bool = False,
+        capturable: bool = False,
         process_group: Any = None,
     ) -> None:
         defaults = dict(lr=lr, eta=eta, F0=F0, nu=nu, weight_decay=weight_decay, consEn=consEn, eps1=eps1,
-                        eps2=eps2, projection=projection, foreach=foreach, fused=fused)
+                        eps2=eps2, projection=projection, foreach=foreach, fused=fused, capturable=capturable)
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _validate_group(self, options: dict[str, Any], where: str) -> None:
@@ -114,6 +123,28 @@ class ECDq1(K.ECDOptimizer):
         for v, g in zip(vels, grads):
             v.copy_(g)
         kernels.scale_by_tensor(vels, factor, foreach=fe)
+
+    # ------------------------------------------------------------------ the tensor step
+    def _tensor_config(self, sets: list[ParamSet]) -> dict[str, Any]:
+        g = self.param_groups[0]
+        d = sum(s.numel for s in sets)
+        if any(s.moms for s in sets) and d < 2:
+            raise ValueError(f"ECDq1 needs at least 2 parameters with a gradient (d/(d−1)); got d = {d}")
+        return dict(eta=float(g["eta"]), F0=float(g["F0"]), nu=float(g["nu"]), cons=bool(g["consEn"]),
+                    eps1=float(g["eps1"]), eps2=float(g["eps2"]), per_tensor=g["projection"] == "per_tensor", d=d)
+
+    def _tensor_noise(self, capturable: bool) -> tuple[str | None, bool]:
+        return ("normal", True) if float(self.param_groups[0]["nu"]) > 0.0 else (None, False)
+
+    def _tensor_host_stats(self, values: dict[str, Any], sets: list[ParamSet]) -> None:
+        common = dict(loss=values["loss"], potential=values["potential"], grad_norm=values["grad_norm"],
+                      d=sum(s.numel for s in sets))
+        if values["skipped"]:
+            self._skip(K.skip_reason(sets, values["potential"], self.param_groups[0]["eps2"], "F", "F0"), **common)
+            return
+        self._finish(invariant=values["invariant"], invariant_error=values["invariant_error"],
+                     rescale=values["rescale"], P2=values["P2"], kick_norm_excess=values["kick_norm_excess"],
+                     displacement_sq=values["displacement_sq"], bounced=bool(values["bounced"]), **common)
 
     # ------------------------------------------------------------------ one step
     def _step(self, loss_t: Tensor) -> None:
