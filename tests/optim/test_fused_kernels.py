@@ -72,3 +72,40 @@ def test_sums_do_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ecd_sums_match_float64_references_at_every_boundary(dtype):
+    from hamopt.optim import _fused_ecd_cpu
+
+    for k, n in enumerate(LENGTHS):
+        th, p, g = tensors(n, dtype, offset=k % 3, seed=200 + k)
+        got = _fused_ecd_cpu.sums([th], [p], [g], with_params=True)[:, 0]
+        t, x, y = th.double(), p.double(), g.double()
+        want = torch.stack([x @ x, y @ y, x @ y, t @ t, x @ t, y @ t])
+        sq = torch.stack([x @ x, y @ y, t @ t]).sqrt()
+        scale = torch.stack([sq[0] ** 2, sq[1] ** 2, sq[0] * sq[1], sq[2] ** 2, sq[0] * sq[2], sq[1] * sq[2]])
+        tol = 1e-6 if dtype == torch.float32 else 1e-13
+        assert ((got - want).abs() <= tol * scale).all(), (n, got, want)
+        without = _fused_ecd_cpu.sums([th], [p], [g], with_params=False)[:, 0]
+        assert torch.equal(without[:3], got[:3]) and not without[3:].any(), n
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("decay", [0.0, 0.001953125])
+def test_ecd_noise_free_update_is_the_elementwise_formula_bit_for_bit(dtype, decay):
+    from hamopt.optim import _fused_ecd_cpu
+
+    a, b, h = 0.875, 0.0625, 0.01
+    triples = [tensors(n, dtype, offset=k % 3, seed=300 + k) for k, n in enumerate(LENGTHS)]
+    want = []
+    for th, p, g in triples:
+        aa, bb, ww, hh = (torch.tensor(v, dtype=dtype) for v in (a, b, decay, h))
+        q = aa * p - bb * g - ww * th if decay else aa * p - bb * g
+        want.append((th + hh * q, q))
+    n = len(triples)
+    coefs = torch.tensor([[a] * n, [b] * n, [decay] * n, [h] * n, [0.0] * n], dtype=torch.float64)
+    _fused_ecd_cpu.update([t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples], coefs,
+                          seed=0, step=0, indices=list(range(n)))
+    for (th, p, _), (th_want, p_want), length in zip(triples, want, LENGTHS):
+        assert torch.equal(th, th_want) and torch.equal(p, p_want), length

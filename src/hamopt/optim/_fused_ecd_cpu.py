@@ -6,7 +6,9 @@ Three multi-tensor kernels:
 * :func:`sums`: per tensor the six sums ``‖p‖², ‖g‖², ⟨p, g⟩, ‖θ‖², ⟨p, θ⟩, ⟨g, θ⟩`` from ONE read
   of p, g (and θ, only when asked: weight decay). float32 tensors accumulate blocks of 256
   elements in float32 and add the blocks in float64; fixed chunks of 16,384 elements are added in
-  chunk order, so the result does not depend on the thread count.
+  chunk order, so the result does not depend on the thread count. Chunk j is read together with
+  chunk j + ⌈chunks/2⌉: twice the read streams in flight, which one core needs to approach its
+  read bandwidth (``bench/bench_fused_bandwidth.py``).
 * :func:`update`: with per-tensor coefficients ``(a, b, w, h, α)``, one pass that reads θ, p, g
   and writes θ, p::
 
@@ -15,6 +17,7 @@ Three multi-tensor kernels:
       p ← q + α z              (the random part of the bounce; skipped when α = 0)
 
   ``z ~ N(0, 1)`` is drawn inside the loop from a counter-based generator (below), never stored.
+  Without noise each range is walked as two halves together (as the sums).
 * :func:`normal`: the same ``z`` written to a tensor, for tests and for anyone who wants to see
   the noise a step adds.
 
@@ -92,21 +95,64 @@ static inline void sums_block(const T* th, const T* p, const T* g, int64_t s, in
   o[0] += a; o[1] += b; o[2] += c; o[3] += d; o[4] += f; o[5] += h;
 }
 
-HAMOPT_CLONES static void sums_range(const float* th, const float* p, const float* g, int64_t lo, int64_t hi,
-                                     double* o) {
-  for (int64_t s = lo; s < hi; s += 256) sums_block<float, float>(th, p, g, s, std::min(hi, s + 256), o);
-}
-HAMOPT_CLONES static void sums_range(const double* th, const double* p, const double* g, int64_t lo, int64_t hi,
-                                     double* o) {
-  sums_block<double, double>(th, p, g, lo, hi, o);
+// the same sums of two full blocks of 256 elements, at x and at y, in one loop: twice the read streams in flight,
+// which one core needs to reach its read bandwidth
+template <typename T, typename Acc>
+static inline void sums_block_pair(const T* th, const T* p, const T* g, int64_t x, int64_t y, double* ox, double* oy) {
+  Acc a = 0, b = 0, c = 0, d = 0, f = 0, h = 0, a2 = 0, b2 = 0, c2 = 0, d2 = 0, f2 = 0, h2 = 0;
+  if (th != nullptr) {
+#pragma omp simd reduction(+ : a, b, c, d, f, h, a2, b2, c2, d2, f2, h2)
+    for (int64_t i = 0; i < 256; ++i) {
+      const Acc u = p[x + i], v = g[x + i], t = th[x + i], u2 = p[y + i], v2 = g[y + i], t2 = th[y + i];
+      a += u * u; b += v * v; c += u * v; d += t * t; f += u * t; h += v * t;
+      a2 += u2 * u2; b2 += v2 * v2; c2 += u2 * v2; d2 += t2 * t2; f2 += u2 * t2; h2 += v2 * t2;
+    }
+  } else {
+#pragma omp simd reduction(+ : a, b, c, a2, b2, c2)
+    for (int64_t i = 0; i < 256; ++i) {
+      const Acc u = p[x + i], v = g[x + i], u2 = p[y + i], v2 = g[y + i];
+      a += u * u; b += v * v; c += u * v; a2 += u2 * u2; b2 += v2 * v2; c2 += u2 * v2;
+    }
+  }
+  ox[0] += a; ox[1] += b; ox[2] += c; ox[3] += d; ox[4] += f; ox[5] += h;
+  oy[0] += a2; oy[1] += b2; oy[2] += c2; oy[3] += d2; oy[4] += f2; oy[5] += h2;
 }
 
+// the sums of chunk cx into part[6 cx..] and of chunk cy (when cy >= 0) into part[6 cy..], walked together in blocks
+// of 256 elements; each chunk's blocks are added in block order, so its sums do not depend on its partner
+template <typename T>
+static void sums_chunks(const T* th, const T* p, const T* g, int64_t n, int64_t cx, int64_t cy, double* part) {
+  double* ox = part + 6 * cx;
+  const int64_t xs = cx * CHUNK, xe = std::min(n, xs + CHUNK);
+  int64_t done = 0;
+  if (cy >= 0) {
+    double* oy = part + 6 * cy;
+    const int64_t ys = cy * CHUNK, ye = std::min(n, ys + CHUNK);
+    done = std::min(xe - xs, ye - ys) / 256 * 256;
+    for (int64_t o = 0; o < done; o += 256) sums_block_pair<T, T>(th, p, g, xs + o, ys + o, ox, oy);
+    for (int64_t s = ys + done; s < ye; s += 256) sums_block<T, T>(th, p, g, s, std::min(ye, s + 256), oy);
+  }
+  for (int64_t s = xs + done; s < xe; s += 256) sums_block<T, T>(th, p, g, s, std::min(xe, s + 256), ox);
+}
+
+HAMOPT_CLONES static void sums_chunks_any(const float* th, const float* p, const float* g, int64_t n, int64_t cx,
+                                          int64_t cy, double* part) {
+  sums_chunks<float>(th, p, g, n, cx, cy, part);
+}
+HAMOPT_CLONES static void sums_chunks_any(const double* th, const double* p, const double* g, int64_t n, int64_t cx,
+                                          int64_t cy, double* part) {
+  sums_chunks<double>(th, p, g, n, cx, cy, part);
+}
+
+// chunk j is read together with chunk j + half (the tensor's two halves at once); the chunks' sums are added in
+// chunk order, so the result does not depend on the thread count
 template <typename T>
 static void sums_one(const T* th, const T* p, const T* g, int64_t n, double* out) {
-  const int64_t chunks = (n + CHUNK - 1) / CHUNK;
+  const int64_t chunks = (n + CHUNK - 1) / CHUNK, half = (chunks + 1) / 2;
   std::vector<double> part(6 * std::max<int64_t>(chunks, 1), 0.0);
-  at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c) sums_range(th, p, g, c * CHUNK, std::min(n, (c + 1) * CHUNK), part.data() + 6 * c);
+  at::parallel_for(0, half, 1, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j)
+      sums_chunks_any(th, p, g, n, j, j + half < chunks ? j + half : -1, part.data());
   });
   for (int k = 0; k < 6; ++k) out[k] = 0.0;
   for (int64_t c = 0; c < chunks; ++c)
@@ -290,6 +336,35 @@ HAMOPT_CLONES static void update_block(T* th, T* p, const T* g, int64_t s, int64
   }
 }
 
+// the noise-free update of [b, e) as two halves walked together (the second half starts a multiple of 16
+// elements after the first, so both have the same alignment): six read streams in flight instead of three
+template <typename T>
+HAMOPT_CLONES static void update_halves(T* th, T* p, const T* g, int64_t b, int64_t e, T a, T bb, T w, T h) {
+  const int64_t half = (e - b) / 32 * 16, rest = b + 2 * half;
+  T *th2 = th + half, *p2 = p + half;
+  const T* g2 = g + half;
+  if (w != T(0)) {
+#pragma omp simd
+    for (int64_t i = b; i < b + half; ++i) {
+      const T q = a * p[i] - bb * g[i] - w * th[i], q2 = a * p2[i] - bb * g2[i] - w * th2[i];
+      th[i] = th[i] + h * q;
+      th2[i] = th2[i] + h * q2;
+      p[i] = q;
+      p2[i] = q2;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = b; i < b + half; ++i) {
+      const T q = a * p[i] - bb * g[i], q2 = a * p2[i] - bb * g2[i];
+      p[i] = q;
+      p2[i] = q2;
+      th[i] = th[i] + h * q;
+      th2[i] = th2[i] + h * q2;
+    }
+  }
+  update_block<T>(th, p, g, rest, e, a, bb, w, h, nullptr, T(0));
+}
+
 template <typename T>
 static void update_one(T* th, T* p, const T* g, int64_t n, const double* k, int64_t stride, uint64_t seed,
                        uint32_t step, uint32_t index) {
@@ -298,11 +373,15 @@ static void update_one(T* th, T* p, const T* g, int64_t n, const double* k, int6
   const bool noise = k[4 * stride] != 0.0;
   const int64_t blocks = (n + BLOCK - 1) / BLOCK;
   at::parallel_for(0, blocks, CHUNK / BLOCK, [&](int64_t lo, int64_t hi) {
+    if (!noise) {
+      update_halves<T>(th, p, g, lo * BLOCK, std::min(n, hi * BLOCK), a, b, w, h);
+      return;
+    }
     alignas(64) float z[BLOCK];
     for (int64_t blk = lo; blk < hi; ++blk) {
       const int64_t s = blk * BLOCK, e = std::min(n, s + BLOCK);
-      if (noise) block_normals(seed, step, index, static_cast<uint64_t>(s / 4), z, false);
-      update_block<T>(th, p, g, s, e, a, b, w, h, noise ? z : nullptr, alpha);
+      block_normals(seed, step, index, static_cast<uint64_t>(s / 4), z, false);
+      update_block<T>(th, p, g, s, e, a, b, w, h, z, alpha);
     }
   });
 }
@@ -347,7 +426,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 def _module() -> Any:
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name="hamopt_fused_ecd_cpu_v4", cpp_sources=[_SOURCE], verbose=False,
+    return load_inline(name="hamopt_fused_ecd_cpu_v5", cpp_sources=[_SOURCE], verbose=False,
                        extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off", "-fno-math-errno"])
 
 
