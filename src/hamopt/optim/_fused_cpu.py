@@ -46,13 +46,15 @@ constexpr int64_t BLOCK = 256;
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define HAMOPT_CLONES __attribute__((target_clones("avx2", "default")))
+#define HAMOPT_INLINE inline __attribute__((always_inline))
 #else
 #define HAMOPT_CLONES
+#define HAMOPT_INLINE inline
 #endif
 
 // one block [s, e) of one chunk: partial sums in T (float32 vector lanes for float32), added to o in float64
 template <typename T>
-static inline void sums_block(const T* p, const T* g, int64_t s, int64_t e, double* o) {
+static HAMOPT_INLINE void sums_block(const T* p, const T* g, int64_t s, int64_t e, double* o) {
   T a = 0, b = 0, c = 0;
   if (p != nullptr) {
 #pragma omp simd reduction(+ : a, b, c)
@@ -67,7 +69,7 @@ static inline void sums_block(const T* p, const T* g, int64_t s, int64_t e, doub
 // the same sums of two full blocks, at x and at y, in one loop: twice the read streams in flight, which one core
 // needs to reach its read bandwidth (a lone pair of streams reads at about two thirds of it)
 template <typename T>
-static inline void sums_block_pair(const T* p, const T* g, int64_t x, int64_t y, double* ox, double* oy) {
+static HAMOPT_INLINE void sums_block_pair(const T* p, const T* g, int64_t x, int64_t y, double* ox, double* oy) {
   T a = 0, b = 0, c = 0, a2 = 0, b2 = 0, c2 = 0;
   if (p != nullptr) {
 #pragma omp simd reduction(+ : a, b, c, a2, b2, c2)
@@ -83,9 +85,10 @@ static inline void sums_block_pair(const T* p, const T* g, int64_t x, int64_t y,
 }
 
 // the sums of chunk cx into part[3 cx..], and of chunk cy (when cy >= 0) into part[3 cy..], walked together: each
-// chunk's blocks are added in block order, so a chunk's sums do not depend on its partner
+// chunk's blocks are added in block order, so a chunk's sums do not depend on its partner (the block functions are
+// inlined here, so that they are compiled for the clone's target)
 template <typename T>
-static void sums_chunks(const T* p, const T* g, int64_t n, int64_t cx, int64_t cy, double* part) {
+HAMOPT_CLONES static void sums_chunks(const T* p, const T* g, int64_t n, int64_t cx, int64_t cy, double* part) {
   double* ox = part + 3 * cx;
   const int64_t xs = cx * CHUNK, xe = std::min(n, xs + CHUNK);
   int64_t done = 0;
@@ -99,21 +102,6 @@ static void sums_chunks(const T* p, const T* g, int64_t n, int64_t cx, int64_t c
   for (int64_t s = xs + done; s < xe; s += BLOCK) sums_block(p, g, s, std::min(xe, s + BLOCK), ox);
 }
 
-HAMOPT_CLONES static void sums_chunks_f(const float* p, const float* g, int64_t n, int64_t cx, int64_t cy,
-                                        double* part) {
-  sums_chunks<float>(p, g, n, cx, cy, part);
-}
-HAMOPT_CLONES static void sums_chunks_d(const double* p, const double* g, int64_t n, int64_t cx, int64_t cy,
-                                        double* part) {
-  sums_chunks<double>(p, g, n, cx, cy, part);
-}
-static void sums_chunks_any(const float* p, const float* g, int64_t n, int64_t cx, int64_t cy, double* part) {
-  sums_chunks_f(p, g, n, cx, cy, part);
-}
-static void sums_chunks_any(const double* p, const double* g, int64_t n, int64_t cx, int64_t cy, double* part) {
-  sums_chunks_d(p, g, n, cx, cy, part);
-}
-
 // chunk j is walked together with chunk j + half (the tensor's two halves at once); the chunks' sums are added in
 // chunk order, so the result does not depend on the thread count
 template <typename T>
@@ -121,7 +109,7 @@ static void sums_one(const T* p, const T* g, int64_t n, double* out) {
   const int64_t chunks = (n + CHUNK - 1) / CHUNK, half = (chunks + 1) / 2;
   std::vector<double> part(3 * std::max<int64_t>(chunks, 1), 0.0);
   at::parallel_for(0, half, 1, [&](int64_t b, int64_t e) {
-    for (int64_t j = b; j < e; ++j) sums_chunks_any(p, g, n, j, j + half < chunks ? j + half : -1, part.data());
+    for (int64_t j = b; j < e; ++j) sums_chunks<T>(p, g, n, j, j + half < chunks ? j + half : -1, part.data());
   });
   double pp = 0.0, gg = 0.0, pg = 0.0;
   for (int64_t c = 0; c < chunks; ++c) { pp += part[3 * c]; gg += part[3 * c + 1]; pg += part[3 * c + 2]; }
@@ -213,7 +201,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 def _module() -> Any:
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name="hamopt_fused_cpu_v3", cpp_sources=[_SOURCE], verbose=False,
+    return load_inline(name="hamopt_fused_cpu_v4", cpp_sources=[_SOURCE], verbose=False,
                        extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off"])
 
 

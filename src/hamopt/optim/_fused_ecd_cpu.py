@@ -74,13 +74,15 @@ constexpr int64_t BLOCK = 64;  // elements whose noise is drawn together (16 Phi
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define HAMOPT_CLONES __attribute__((target_clones("avx2", "default")))
+#define HAMOPT_INLINE inline __attribute__((always_inline))
 #else
 #define HAMOPT_CLONES
+#define HAMOPT_INLINE inline
 #endif
 
 // ------------------------------------------------------------------ sums
 template <typename T, typename Acc>
-static inline void sums_block(const T* th, const T* p, const T* g, int64_t s, int64_t e, double* o) {
+static HAMOPT_INLINE void sums_block(const T* th, const T* p, const T* g, int64_t s, int64_t e, double* o) {
   Acc a = 0, b = 0, c = 0, d = 0, f = 0, h = 0;
   if (th != nullptr) {
 #pragma omp simd reduction(+ : a, b, c, d, f, h)
@@ -98,7 +100,8 @@ static inline void sums_block(const T* th, const T* p, const T* g, int64_t s, in
 // the same sums of two full blocks of 256 elements, at x and at y, in one loop: twice the read streams in flight,
 // which one core needs to reach its read bandwidth
 template <typename T, typename Acc>
-static inline void sums_block_pair(const T* th, const T* p, const T* g, int64_t x, int64_t y, double* ox, double* oy) {
+static HAMOPT_INLINE void sums_block_pair(const T* th, const T* p, const T* g, int64_t x, int64_t y, double* ox,
+                                          double* oy) {
   Acc a = 0, b = 0, c = 0, d = 0, f = 0, h = 0, a2 = 0, b2 = 0, c2 = 0, d2 = 0, f2 = 0, h2 = 0;
   if (th != nullptr) {
 #pragma omp simd reduction(+ : a, b, c, d, f, h, a2, b2, c2, d2, f2, h2)
@@ -121,7 +124,8 @@ static inline void sums_block_pair(const T* th, const T* p, const T* g, int64_t 
 // the sums of chunk cx into part[6 cx..] and of chunk cy (when cy >= 0) into part[6 cy..], walked together in blocks
 // of 256 elements; each chunk's blocks are added in block order, so its sums do not depend on its partner
 template <typename T>
-static void sums_chunks(const T* th, const T* p, const T* g, int64_t n, int64_t cx, int64_t cy, double* part) {
+HAMOPT_CLONES static void sums_chunks(const T* th, const T* p, const T* g, int64_t n, int64_t cx, int64_t cy,
+                                     double* part) {
   double* ox = part + 6 * cx;
   const int64_t xs = cx * CHUNK, xe = std::min(n, xs + CHUNK);
   int64_t done = 0;
@@ -135,15 +139,6 @@ static void sums_chunks(const T* th, const T* p, const T* g, int64_t n, int64_t 
   for (int64_t s = xs + done; s < xe; s += 256) sums_block<T, T>(th, p, g, s, std::min(xe, s + 256), ox);
 }
 
-HAMOPT_CLONES static void sums_chunks_any(const float* th, const float* p, const float* g, int64_t n, int64_t cx,
-                                          int64_t cy, double* part) {
-  sums_chunks<float>(th, p, g, n, cx, cy, part);
-}
-HAMOPT_CLONES static void sums_chunks_any(const double* th, const double* p, const double* g, int64_t n, int64_t cx,
-                                          int64_t cy, double* part) {
-  sums_chunks<double>(th, p, g, n, cx, cy, part);
-}
-
 // chunk j is read together with chunk j + half (the tensor's two halves at once); the chunks' sums are added in
 // chunk order, so the result does not depend on the thread count
 template <typename T>
@@ -152,7 +147,7 @@ static void sums_one(const T* th, const T* p, const T* g, int64_t n, double* out
   std::vector<double> part(6 * std::max<int64_t>(chunks, 1), 0.0);
   at::parallel_for(0, half, 1, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j)
-      sums_chunks_any(th, p, g, n, j, j + half < chunks ? j + half : -1, part.data());
+      sums_chunks<T>(th, p, g, n, j, j + half < chunks ? j + half : -1, part.data());
   });
   for (int k = 0; k < 6; ++k) out[k] = 0.0;
   for (int64_t c = 0; c < chunks; ++c)
@@ -426,7 +421,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 def _module() -> Any:
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name="hamopt_fused_ecd_cpu_v5", cpp_sources=[_SOURCE], verbose=False,
+    return load_inline(name="hamopt_fused_ecd_cpu_v6", cpp_sources=[_SOURCE], verbose=False,
                        extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off", "-fno-math-errno"])
 
 
