@@ -62,16 +62,20 @@ def test_update_is_the_elementwise_formula_bit_for_bit(dtype, drift_first):
 
 
 def test_sums_do_not_depend_on_the_thread_count():
-    _, p, g = tensors(7 * CHUNK + 11, torch.float32, offset=1, seed=7)
+    from hamopt.optim import _fused_ecd_cpu
+
+    th, p, g = tensors(7 * CHUNK + 11, torch.float32, offset=1, seed=7)
     before = torch.get_num_threads()
+    results = []
     try:
-        torch.set_num_threads(1)
-        one = _fused_cpu.sums([p], [g], with_momenta=True)
-        torch.set_num_threads(2)
-        two = _fused_cpu.sums([p], [g], with_momenta=True)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append((_fused_cpu.sums([p], [g], with_momenta=True),
+                            _fused_ecd_cpu.sums([th], [p], [g], with_params=True)))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(one, two)
+    (one, ecd_one), (two, ecd_two) = results
+    assert torch.equal(one, two) and torch.equal(ecd_one, ecd_two)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
