@@ -8,6 +8,8 @@ AdamW fused in the same rounds (each figure: the median over rounds of the round
 by AdamW's in that round, which survives changes of machine load better than a ratio of medians;
 also the median and the fastest round in ms):
 
+* ``refs``: ``torch.dot(p, g)`` per tensor (the same two read streams as the sums pass) and
+  ``copy_`` of g into a scratch tensor, against the shipped sums kernel;
 * ``model``: read R float32 streams of the parameter count (11.17 M elements each) element by
   element and write W of them back (``r{R}w{W}``): what a pass costs as a function of the streams
   it reads and writes (``r4w3`` moves AdamW's bytes, ``r2w0`` + ``r3w2`` the two passes');
@@ -26,7 +28,7 @@ also the median and the fastest round in ms):
   ν = 1e-5, all ``fused=True``).
 
 Run: ``TORCH_EXTENSIONS_DIR=/tmp/ext python bench/bench_fused_bandwidth.py [--rounds N]
-[--only model,sums,update,order,cache,steps]``.
+[--only refs,model,sums,update,order,cache,steps]``.
 """
 
 from __future__ import annotations
@@ -387,7 +389,7 @@ def cache_reuse(m: Any) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--only", default="model,sums,update,order,cache,steps")
+    parser.add_argument("--only", default="refs,model,sums,update,order,cache,steps")
     args = parser.parse_args()
     only = set(args.only.split(","))
     torch.set_num_threads(1)
@@ -402,6 +404,11 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, {args.rounds} interleaved rounds, {numel:,} elements per stream, "
           f"load average {os.getloadavg()}")
     groups: dict[str, dict[str, Callable[[], object]]] = {}
+    if "refs" in only:
+        scratch = [torch.empty_like(g) for g in gs]
+        groups["refs"] = {"torch.dot": lambda: [torch.dot(p.view(-1), g.view(-1)) for p, g in zip(ps, gs)],
+                          "copy_": lambda: [s.copy_(g) for s, g in zip(scratch, gs)],
+                          "sums hamopt": lambda: _fused_cpu.sums(ps, gs, with_momenta=True)}
     if "model" in only:
         flat = [torch.randn(numel) for _ in range(5)]
         groups["model"] = {f"r{r}w{w}": (lambda r=r, w=w: m.streams(flat, r, w, 0.0))
