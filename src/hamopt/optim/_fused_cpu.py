@@ -7,8 +7,8 @@ Two multi-tensor kernels, each one call per step over every tensor:
   in float64 (as accurate as the eager path's chunked norms); float64 tensors: float64 throughout.
   Partial sums over fixed chunks of 16,384 elements are added in chunk order, so the result does
   not depend on the thread count. Chunk j is read together with chunk j + ⌈chunks/2⌉ (four read
-  streams in flight instead of two): one core reads a lone pair of streams at about two thirds
-  of the rate it reaches with four (``bench/bench_fused_bandwidth.py``).
+  streams in flight instead of two): one core reads a lone pair of streams at about three
+  quarters of the rate per stream that it reaches with four (``bench/bench_fused_bandwidth.py``).
 * :func:`update`: ``p ← d p − c g; θ ← θ + h p`` (kick then drift, Leapfrog) or
   ``θ ← θ + h p; p ← d p − c g`` (drift then kick, Euler) with per-tensor ``(d, c, h)``: one pass
   that reads θ, p, g and writes θ, p (5 streams; ``torch.optim.AdamW(fused=True)`` moves 7), each
@@ -67,7 +67,7 @@ static HAMOPT_INLINE void sums_block(const T* p, const T* g, int64_t s, int64_t 
 }
 
 // the same sums of two full blocks, at x and at y, in one loop: twice the read streams in flight, which one core
-// needs to reach its read bandwidth (a lone pair of streams reads at about two thirds of it)
+// needs to approach its read bandwidth (a lone pair reads at about three quarters of the rate per stream)
 template <typename T>
 static HAMOPT_INLINE void sums_block_pair(const T* p, const T* g, int64_t x, int64_t y, double* ox, double* oy) {
   T a = 0, b = 0, c = 0, a2 = 0, b2 = 0, c2 = 0;
@@ -201,7 +201,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 def _module() -> Any:
     from torch.utils.cpp_extension import load_inline
 
-    return load_inline(name="hamopt_fused_cpu_v4", cpp_sources=[_SOURCE], verbose=False,
+    return load_inline(name="hamopt_fused_cpu_v5", cpp_sources=[_SOURCE], verbose=False,
                        extra_cflags=["-O3", "-fopenmp-simd", "-ffp-contract=off"])
 
 
