@@ -21,8 +21,9 @@ Three multi-tensor kernels:
 * :func:`normal`: the same ``z`` written to a tensor, for tests and for anyone who wants to see
   the noise a step adds.
 
-The generator. ``z`` of element ``i`` of the tensor at position ``k`` (its index in the
-optimiser's parameter list) at step ``t`` is a pure function of ``(seed, t, k, i)``:
+The generator (C++ source in :mod:`hamopt.optim._philox_cpu`). ``z`` of element ``i`` of the
+tensor at position ``k`` (its index in the optimiser's parameter list) at step ``t`` is a pure
+function of ``(seed, t, k, i)``:
 Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011; the
 generator of cuRAND and of torch's CUDA generator) with the 64-bit key ``seed`` and the 128-bit
 counter ``(j mod 2³², ⌊j/2³²⌋, k, t mod 2³²)`` gives four 32-bit words ``r₀..r₃``; the Box-Muller
