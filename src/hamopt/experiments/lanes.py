@@ -186,6 +186,8 @@ def run_units_in_lanes(study: Study, store: RunStore, units: list[Any], *, lanes
                         if lost is not None and lost not in done:
                             run_here(lost)
     finally:
+        with counter.get_lock():  # on an error here, the helpers take no further unit
+            counter.value = len(units)
         for proc in helpers.values():
             proc.join(timeout=5)
             if proc.is_alive():
