@@ -52,6 +52,27 @@ def test_slopes_recover_known_powers_and_decomposition_names_the_dominant_part()
     assert 3.5 < dec["log10_ratio"] < 5.5
 
 
+def test_bootstrap_interval_is_the_one_fitting_every_resample_gives_to_the_last_bit():
+    import numpy as np
+
+    from hamopt.diagnostics import fit_loglog_slope
+
+    rows = [_drift("lf", s, seed, d_int=1e-6 * (1 + 0.07 * seed * s) * s**2, d_res=0.01 * (1 + seed) * s**0.3)
+            for seed in (0, 1, 2, 3) for s in (0.1, 0.2, 0.4, 0.8)]
+    table = slope_rows(rows, bootstrap=300, seed=7)
+    rng = np.random.default_rng(7)  # every resample refitted from scratch, as before the fits were shared
+    for t in table:
+        by_seed = {s: [(r["step_size"], r[f"drift_{t['drift']}"]) for r in rows if r["seed"] == s] for s in range(4)}
+        boots = []
+        for _ in range(300):
+            pick = rng.choice(4, size=4, replace=True)
+            sample = [p for i in pick for p in by_seed[int(i)]]
+            if len({p[0] for p in sample}) >= 2:
+                boots.append(fit_loglog_slope([p[0] for p in sample], [p[1] for p in sample]).slope)
+        low, high = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+        assert (t["boot_low"], t["boot_high"]) == (low, high), t["drift"]
+
+
 def test_cap_mean_and_interval_per_step():
     rows = [_drift("lf", 0.1, s, 1e-3, 1e-3, cap=c) for s, c in enumerate((0.0, 0.1, 0.2))]
     (row,) = cap_rows(rows)

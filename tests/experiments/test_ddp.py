@@ -81,7 +81,7 @@ def test_torchrun_sweep_matches_one_process_in_float64(tmp_path):
 
 def test_torchrun_quick_study_matches_one_process_in_float32(tmp_path):
     d = yaml.safe_load(preset_text("quick"))
-    d.update(steps=25, seeds=[0], ablations=None, reversibility=None)
+    d.update(steps=25, seeds=[0], ablations=None, reversibility=None, workers=1)  # torchrun: one process per rank
     d["optimizers"] = [o for o in d["optimizers"] if o["band"] == "band"]
     for o in d["optimizers"]:
         for key in ("stability_fractions", "step_sizes"):

@@ -219,12 +219,17 @@ def slope_rows(
             boots = []
             if fit is not None and bootstrap > 0 and len(seeds) >= 2:
                 by_seed = {s: [(p[0], p[1]) for p in pts if p[2] == s] for s in seeds}
+                # a resample is a sequence of seeds: with few seeds most repeat (3 seeds: 27
+                # sequences for 1000 resamples), so each sequence is fitted once, on the same
+                # points in the same order as always (the same slope to the last bit)
+                fitted: dict[tuple[int, ...], float | None] = {}
                 for _ in range(bootstrap):
-                    pick = rng.choice(len(seeds), size=len(seeds), replace=True)
-                    sample = [pt for i in pick for pt in by_seed[seeds[i]]]
-                    f = _fit(sample)
-                    if f is not None:
-                        boots.append(f.slope)
+                    pick = tuple(rng.choice(len(seeds), size=len(seeds), replace=True).tolist())
+                    if pick not in fitted:
+                        f = _fit([pt for i in pick for pt in by_seed[seeds[i]]])
+                        fitted[pick] = None if f is None else f.slope
+                    if fitted[pick] is not None:
+                        boots.append(fitted[pick])
             if boots:
                 row["boot_low"], row["boot_high"] = (
                     float(v) for v in np.percentile(boots, [2.5, 97.5])
@@ -403,7 +408,7 @@ def analyse(
         for d in drift
         if d["ablation"] == "default" and d["status"] != "completed"
     ]
-    accounting = store.accounting(_replan(meta))
+    accounting = store.accounting(_replan(meta), verified={r.run_id for r in runs})
     excluded += [{"run_id": rid, "status": "missing"} for rid in accounting.missing]
     excluded += [{"run_id": rid, "status": f"damaged: {why}"} for rid, why in accounting.damaged]
     return Analysis(

@@ -21,7 +21,9 @@ way for every study:
 * **commit** — rows then manifest, atomically, through :class:`~hamopt.experiments.store.RunStore`;
 * **workers and threads** — ``study.workers`` spawned processes (each loads the shared data once,
   each run is self-contained so its series do not depend on the process; they die with the
-  sweep, :mod:`.local_pool`), ``study.threads`` torch threads per process;
+  sweep, :mod:`.local_pool`); a batched sweep on the CPU with one thread instead forks
+  ``workers − 1`` helpers beside this process (:mod:`.lanes`); ``study.threads`` torch threads
+  per process;
 * **backends** — the local one above, or Ray (``backend=RayOptions(...)``, :mod:`.ray_backend`):
   each run a Ray task with declared CPUs/GPUs, committed here through the same store;
 * **torchrun** — under ``torchrun --nproc-per-node N`` every run is one DDP job over the N ranks
@@ -125,6 +127,15 @@ class Study(ABC):
 
     # True when after_runs reads nothing the runs write: batched sweeps may then run it beside them
     after_runs_independent: bool = False
+    # after_runs' estimated cost in the units of unit_cost (orders the work of a batched sweep's processes)
+    after_runs_cost: float = 1.0
+
+    def unit_cost(self, cfgs: list[Any]) -> float:
+        """A rough estimate of the wall time of training ``cfgs`` (one batch of
+        :meth:`replica_batches`, or one run alone), relative to other units of the same study:
+        a batched sweep's processes take the costliest units first (:mod:`.lanes`). The
+        default: the number of runs."""
+        return float(len(cfgs))
 
     def after_runs(self, store: RunStore, log: Callable[[str], None]) -> None:  # noqa: B027
         """After the runs (e.g. the drift study's reversibility table)."""
@@ -388,11 +399,11 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
     if batched:
         say(f"replicas: {len(todo)} runs in {len(batches)} batches "
             f"({', '.join(str(len(b)) for b in batches)} replicas)")
-        if study.workers > 1:
-            say(f"replicas: the batches run in {study.workers} worker processes, the largest first")
     try:
         if batched:
-            _run_batches(study, store, todo, batches, bar, finished, say)
+            from .lanes import run_batches
+
+            run_batches(study, store, todo, batches, bar, finished, say)
         elif backend is not None and todo:
             from .ray_backend import run_on_ray
 
@@ -416,29 +427,6 @@ def _sweep(study: Study, store: RunStore, say: Callable[[str], None], progress: 
     return SweepSummary(str(store.root), len(plan), skipped, count["completed"],
                         count["diverged"], count["failed"], time.perf_counter() - t_start,
                         tuple(outcomes))
-
-
-def _run_batches(study: Study, store: RunStore, todo: list[Any], batches: list[list[Any]], bar: Any,
-                 finished: Callable[[RunOutcome, int], None], say: Callable[[str], None]) -> None:
-    """Each batch trained as one computation (a batch of one as a plain run); with ``workers``
-    > 1 the batches are shared out to worker processes (:mod:`.local_pool`)."""
-    index = {cfg.run_id: i for i, cfg in enumerate(todo)}
-    on_step = None if bar is None else bar.update
-
-    def ended(outcome: RunOutcome, cfg: Any) -> None:
-        if bar is not None and outcome.rows < study.steps:
-            bar.update(study.steps - outcome.rows)
-        finished(outcome, index[cfg.run_id])
-
-    if study.workers > 1 and len(batches) > 1:
-        from .local_pool import run_batches_in_local_pool
-
-        return run_batches_in_local_pool(study, store, batches, bar, ended, say)
-    for batch in batches:
-        if len(batch) == 1:
-            ended(run_and_commit(study, batch[0], store, on_step), batch[0])
-        else:
-            study.run_batch(batch, store, on_step, ended)
 
 
 def _run_serial(study: Study, store: RunStore, todo: list[Any], bar: Any,

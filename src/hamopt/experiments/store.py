@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,9 +283,12 @@ class RunStore:
             return None
         return [str(r) for r in runs]
 
-    def accounting(self, fallback_plan: list[str] | None = None) -> RunAccounting:
+    def accounting(self, fallback_plan: list[str] | None = None,
+                   verified: Collection[str] = ()) -> RunAccounting:
         """Every planned run (and every run found on disk) as done, failed, missing or damaged.
-        The recorded plan is used; ``fallback_plan`` only when none was recorded."""
+        The recorded plan is used; ``fallback_plan`` only when none was recorded. ``verified``:
+        runs whose steps the caller has just read whole through :meth:`read_steps` (their
+        Parquet files are not read again)."""
         plan = self.planned()
         if plan is None:
             plan = fallback_plan
@@ -303,7 +306,8 @@ class RunStore:
                 failed.append(rid)
             else:
                 try:
-                    self.check_steps(rid)
+                    if rid not in verified:
+                        self.check_steps(rid)
                 except CorruptRunError as exc:
                     damaged.append((rid, f"steps.parquet unreadable ({exc.detail})"))
                     continue
@@ -318,6 +322,10 @@ class RunStore:
 
     def check_steps(self, run_id: str) -> None:
         """Raise :class:`CorruptRunError` if the run's Parquet file does not read back whole."""
+        self._checked_steps(run_id)
+
+    def _checked_steps(self, run_id: str) -> Any:
+        """The run's steps table, read once and checked (see :meth:`check_steps`)."""
         import pyarrow.parquet as pq
 
         path = self.run_dir(run_id) / STEPS_NAME
@@ -339,6 +347,7 @@ class RunStore:
             raise CorruptRunError(
                 run_id, path, f"{meta.num_rows} rows, manifest says {man['rows']}"
             )
+        return table
 
     def is_done(self, run_id: str) -> bool:
         """True when the run has a final manifest (completed/diverged) and readable steps.
@@ -395,10 +404,7 @@ class RunStore:
 
     def read_steps(self, run_id: str) -> Any:
         """The run's steps as a pyarrow Table (raises :class:`CorruptRunError` if unreadable)."""
-        import pyarrow.parquet as pq
-
-        self.check_steps(run_id)
-        return pq.read_table(self.run_dir(run_id) / STEPS_NAME)
+        return self._checked_steps(run_id)
 
 
 def readable_runs(root: str | Path) -> tuple[list[tuple[dict[str, Any], dict[str, list[Any]]]], RunStore]:

@@ -11,6 +11,7 @@ verdicts (:mod:`hamopt.report.claims`). The page is an ordered list of sections
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,24 @@ NOTES = (
 )
 
 
-def write_report(out: str | Path) -> ReportFiles:
-    """Analyse ``out`` and write its tables, figures, catalogue and ``report.html``."""
+def write_report(out: str | Path, *, processes: int | None = None) -> ReportFiles:
+    """Analyse ``out`` and write its tables, figures, catalogue and ``report.html``.
+
+    The figures and the catalogue are drawn by ``processes`` processes (this one and forked
+    children, :mod:`hamopt.report.parallel`; default: two where two CPUs are available); the
+    files are the same whatever the number."""
     from ..experiments.analysis import analyse, write_analysis
     from ..experiments.catalog import build_catalog
     from ..experiments.store import atomic_write_text
     from .context import read_context
-    from .figures import write_figures
+    from .figures import figure_jobs
     from .html import render_html
+    from .parallel import default_processes, run_jobs
     from .stability_figures import write_stability_figures
+
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int)
+                                  or not 1 <= processes <= 64):
+        raise ValueError(f"processes must be a whole number in 1..64, got {processes!r}")
 
     root = Path(out)
     if not root.is_dir():
@@ -149,8 +159,20 @@ def write_report(out: str | Path) -> ReportFiles:
     analysis = analyse(root)
     write_analysis(root, analysis)
     context = read_context(root)
-    figures = write_figures(root, analysis, _ablation_series(root, analysis), context)
+    figures, jobs = figure_jobs(root, analysis, _ablation_series(root, analysis), context)
     figures.update(write_stability_figures(root, analysis))
+    here, catalog_error = os.getpid(), []
+
+    def catalog() -> None:  # its error is raised after report.html is written, as it always was
+        try:
+            build_catalog(root)
+        except Exception as exc:
+            if os.getpid() != here:  # a child leaves the failed job to this process
+                raise
+            catalog_error.append(exc)
+
+    jobs.insert(3, catalog)  # ~1 s (duckdb's import and the views): after the three costliest figures
+    run_jobs(jobs, processes=processes or default_processes())
     claims = evaluate_claims(analysis)
     title, meta = _meta(root, analysis)
     page = render_html(
@@ -158,7 +180,8 @@ def write_report(out: str | Path) -> ReportFiles:
         context=context,
     )
     atomic_write_text(root / "report.html", page)
-    build_catalog(root)
+    if catalog_error:
+        raise catalog_error[0]
     return ReportFiles(
         root / "report.html", root / "table.csv", tuple(figures.values()), tuple(claims),
         analysis.accounting,

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import families
 from .context import ReportContext, StepAxis
 
-__all__ = ["write_figures"]
+__all__ = ["figure_jobs", "write_figures"]
 
 _KIND_LABEL = {"int": "ΔH$^{int}$", "traj": "ΔH$^{traj}$", "resampling": "δ"}
 _KIND_COLOR = {"int": "tab:blue", "traj": "tab:red", "resampling": "tab:green"}
@@ -357,25 +357,42 @@ def fig_ablations(series: dict[str, dict[str, list[Any]]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_figures(
+def figure_jobs(
     out: Path, analysis: Any, ablation_series: dict[str, dict[str, list[Any]]],
     context: ReportContext | None = None,
-) -> dict[str, Path]:
-    """Write every figure into ``out/figures``; return name → path."""
+) -> tuple[dict[str, Path], list[Callable[[], None]]]:
+    """The figures of ``out/figures`` as name → path and the jobs that draw them, the costliest
+    first (each job writes one file; :func:`hamopt.report.parallel.run_jobs` may share them out)."""
     figdir = Path(out) / "figures"
     figdir.mkdir(exist_ok=True)
+    _plt()  # matplotlib imported and configured before any job (forked children inherit it)
     bands = sorted({d["band"] for d in analysis.drift})
     wide = [b for b in bands if b != "band"] if "band" in bands else []
     paths = {name: figdir / f"{name}.png" for name in (
         "fig1a_band", "fig1b_wide", "fig2_reversibility", "fig3_cap", "fig4_decomposition", "fig5_ablations")}
-    fig_band(analysis.drift, paths["fig1a_band"], bands=["band"] if "band" in bands else bands,
-             title="Fig. 1a — drift vs step size in the reference band", context=context, table=analysis.table)
-    fig_band(analysis.drift, paths["fig1b_wide"], bands=wide, reference=["band"],
-             title="Fig. 1b — drift vs step size, wide sweep (dotted: the reference band)", context=context,
-             table=analysis.table)
-    fig_reversibility(analysis.reversibility, paths["fig2_reversibility"])
-    fig_cap(analysis.cap, paths["fig3_cap"], {d["optimizer"]: d.get("type") for d in analysis.drift}, context)
-    fig_decomposition(analysis.drift, paths["fig4_decomposition"], context=context, table=analysis.table,
-                      decomposition=analysis.decomposition)
-    fig_ablations(ablation_series, paths["fig5_ablations"])
+    types = {d["optimizer"]: d.get("type") for d in analysis.drift}
+    jobs: list[Callable[[], None]] = [
+        lambda: fig_decomposition(analysis.drift, paths["fig4_decomposition"], context=context,
+                                  table=analysis.table, decomposition=analysis.decomposition),
+        lambda: fig_band(analysis.drift, paths["fig1a_band"], bands=["band"] if "band" in bands else bands,
+                         title="Fig. 1a — drift vs step size in the reference band", context=context,
+                         table=analysis.table),
+        lambda: fig_band(analysis.drift, paths["fig1b_wide"], bands=wide, reference=["band"],
+                         title="Fig. 1b — drift vs step size, wide sweep (dotted: the reference band)",
+                         context=context, table=analysis.table),
+        lambda: fig_reversibility(analysis.reversibility, paths["fig2_reversibility"]),
+        lambda: fig_cap(analysis.cap, paths["fig3_cap"], types, context),
+        lambda: fig_ablations(ablation_series, paths["fig5_ablations"]),
+    ]
+    return paths, jobs
+
+
+def write_figures(
+    out: Path, analysis: Any, ablation_series: dict[str, dict[str, list[Any]]],
+    context: ReportContext | None = None,
+) -> dict[str, Path]:
+    """Write every figure into ``out/figures``, one after the other; return name → path."""
+    paths, jobs = figure_jobs(out, analysis, ablation_series, context)
+    for job in jobs:
+        job()
     return paths

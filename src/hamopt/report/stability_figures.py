@@ -37,10 +37,28 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _monitored(store: Any, analysis: Any) -> bool:
+    """Whether the sweep's steps have the monitor's column, from the Parquet schema of one run
+    (every run of a sweep has its spec's schema; the schema is read without the data)."""
+    import pyarrow.parquet as pq
+
+    from ..experiments.store import STEPS_NAME
+
+    for d in analysis.drift:
+        path = store.run_dir(d["run_id"]) / STEPS_NAME
+        try:
+            return "sharpness_ratio" in pq.read_schema(path).names
+        except Exception:  # noqa: BLE001 - a damaged file: try the next run
+            continue
+    return False
+
+
 def _runs(out: Path, analysis: Any) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
     from ..experiments.store import CorruptRunError, RunStore
 
     store = RunStore(out)
+    if not _monitored(store, analysis):
+        return []
     runs = []
     for d in analysis.drift:
         if d["ablation"] != "default":
