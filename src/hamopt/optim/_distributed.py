@@ -41,6 +41,7 @@ with no copy and no extra kernel.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import sys
 from typing import Any
 
 import torch
@@ -48,12 +49,13 @@ from torch import Tensor
 
 try:  # torch.distributed is optional in a torch build
     import torch.distributed as dist
-    from torch.distributed.tensor import DTensor
-    from torch.distributed.tensor.placement_types import Replicate
 except ImportError:  # pragma: no cover - a build without distributed support
     dist = None  # type: ignore[assignment]
-    DTensor = None  # type: ignore[assignment,misc]
-    Replicate = None  # type: ignore[assignment,misc]
+
+#: ``DTensor``'s class, looked up once ``torch.distributed.tensor`` has been imported (by whoever
+#: made a DTensor: none can exist before). Importing that module costs about 1.3 s of start-up,
+#: which programs that never shard should not pay.
+_DTENSOR: type | None = None
 
 __all__ = [
     "all_reduce_sums", "broadcast_int", "check_layout", "fill_as_full", "full", "group_rank", "group_size",
@@ -78,13 +80,26 @@ def group_rank(group: Any = None) -> int:
     return dist.get_rank(group) if is_distributed(group) else 0
 
 
+def _dtensor_class() -> type | None:
+    global _DTENSOR
+    if _DTENSOR is None:
+        module = sys.modules.get("torch.distributed.tensor")
+        _DTENSOR = getattr(module, "DTensor", None)
+    return _DTENSOR
+
+
 def is_dtensor(t: Any) -> bool:
-    return DTensor is not None and isinstance(t, DTensor)
+    cls = _dtensor_class()
+    return cls is not None and isinstance(t, cls)
 
 
 def is_sharded(t: Any) -> bool:
     """True for a ``DTensor`` that some rank holds only part of (any placement but ``Replicate``)."""
-    return is_dtensor(t) and not all(isinstance(pl, Replicate) for pl in t.placements)
+    if not is_dtensor(t):
+        return False
+    from torch.distributed.tensor.placement_types import Replicate
+
+    return not all(isinstance(pl, Replicate) for pl in t.placements)
 
 
 def local(t: Tensor) -> Tensor:

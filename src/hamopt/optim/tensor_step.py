@@ -88,7 +88,17 @@ def _as_f64(value: Any, device: torch.device) -> Tensor:
     return torch.tensor([math.nan if value is None else float(value)], dtype=F64, device=device)
 
 
-@torch.compiler.disable
+def never_traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` always runs eagerly: a call from code that ``torch.compile`` traces is a graph break
+    and ``fn`` runs as plain Python (``torch.compiler.disable``'s contract). Applied through
+    ``torch._disable_dynamo``, which imports ``torch._dynamo`` at the first call rather than at
+    import (about 1.4 s of start-up that programs which never compile should not pay); Dynamo
+    skips that wrapper's module, so a traced call still breaks the graph there."""
+    lazy = getattr(torch, "_disable_dynamo", None)
+    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
+
+
+@never_traced
 def prepare(opt: HamiltonianOptimizer, closure: Callable[[], Any] | None, loss: Any
             ) -> tuple[Any, StepInputs | None, list[ParamSet], tuple[str, float | None, bool, bool, bool]]:
     """Part 1 (eager): check the arguments, call the closure, gather the tensors and turn the
@@ -341,7 +351,7 @@ def fused_cpu_supported(inputs: StepInputs) -> bool:
 
 
 # ---------------------------------------------------------------------- the host side
-@torch.compiler.disable
+@never_traced
 def finish(opt: HamiltonianOptimizer, inputs: StepInputs, sets: list[ParamSet], stats: dict[str, Tensor]) -> None:
     """Part 3 (eager). Capturable: keep the stats as tensors. Otherwise the one host transfer:
     raise on a non-finite loss or gradient (nothing has changed), write the scalars back as

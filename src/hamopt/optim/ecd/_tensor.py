@@ -48,7 +48,7 @@ from torch import Tensor
 
 from .. import _distributed as D
 from ..base import ParamSet
-from ..tensor_step import F64, _as_f64, host_number
+from ..tensor_step import F64, _as_f64, host_number, never_traced
 
 if TYPE_CHECKING:
     from ._common import ECDOptimizer
@@ -114,7 +114,7 @@ def convert_to_float_form(glob: dict[str, Any], kinds: dict[str, str]) -> None:
             glob[key] = float(v.item())
 
 
-@torch.compiler.disable
+@never_traced
 def prepare(opt: ECDOptimizer, closure: Callable[[], Any] | None
             ) -> tuple[Any, ECDInputs | None, list[ParamSet], tuple[Any, dict[str, Any]] | None]:
     """Part 1 (eager). Returns ``(value, inputs, sets, (generator state to restore or None,
@@ -161,7 +161,7 @@ def prepare(opt: ECDOptimizer, closure: Callable[[], Any] | None
     return value, inputs, sets, (saved, config)
 
 
-@torch.compiler.disable
+@never_traced
 def finish(opt: ECDOptimizer, inputs: ECDInputs, sets: list[ParamSet], stats: dict[str, Tensor],
            saved: Tensor | None) -> None:
     """Part 3 (eager). Capturable: keep the stats as 0-d tensors. Otherwise the one host
