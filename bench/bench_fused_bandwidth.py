@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import clone_params, resnet18_params  # noqa: E402
+from common import clone_params, interleaved_samples, resnet18_params  # noqa: E402
 
 import hamopt  # noqa: E402
 from hamopt.optim import _fused_cpu  # noqa: E402
@@ -347,15 +347,7 @@ def ratio_rounds(fns: dict[str, Callable[[], object]], *, rounds: int, ref: str 
     """Time ``fns`` in interleaved rounds and print, per function, the median ms, the median over
     rounds of (its time / ``ref``'s time in the same round), the quartiles of that ratio and the
     fastest round in ms."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
+    samples = interleaved_samples(fns, rounds=rounds, warmup=warmup)
     print("| variant | median ms | fastest ms | / AdamW fused, per round: median (quartiles) |\n|---|---:|---:|---|")
     for name, ts in samples.items():
         r = sorted(a / b for a, b in zip(ts, samples[ref]))

@@ -57,9 +57,10 @@ def median_time(fn: Callable[[], object], *, repeats: int = 30, warmup: int = 3)
     return statistics.median(times)
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], *, rounds: int = 30, warmup: int = 3) -> dict[str, float]:
-    """Median time of each function, measured in interleaved rounds so drift in machine load
-    affects all of them alike."""
+def interleaved_samples(fns: dict[str, Callable[[], object]], *, rounds: int = 30,
+                        warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per round, the functions called in turn in
+    every round so that drift in machine load affects all of them alike."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -69,4 +70,10 @@ def interleaved_times(fns: dict[str, Callable[[], object]], *, rounds: int = 30,
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
+    return samples
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], *, rounds: int = 30, warmup: int = 3) -> dict[str, float]:
+    """Median time of each function, measured in interleaved rounds (:func:`interleaved_samples`)."""
+    samples = interleaved_samples(fns, rounds=rounds, warmup=warmup)
     return {k: statistics.median(v) for k, v in samples.items()}
