@@ -308,18 +308,18 @@ class ECDOptimizer(HamoptOptimizer):
     # ------------------------------------------------------------------ tensor step hooks
     _tensor_program: Callable[..., dict[str, Tensor]]
 
+    @abc.abstractmethod
     def _tensor_config(self, sets: list[ParamSet]) -> dict[str, Any]:
         """The static options of :attr:`_tensor_program` (checks the gathered sets first)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _tensor_noise(self, capturable: bool) -> tuple[str | None, bool]:
         """``(kind, due)``: what the step may draw (``"normal"``, ``"uniform"`` or None) and
         whether to draw it now (see :mod:`hamopt.optim.ecd._tensor`)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _tensor_host_stats(self, values: dict[str, Any], sets: list[ParamSet]) -> None:
         """Fill ``stats`` from a tensor step's host values, as the eager step does."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def _step(self, loss: Tensor) -> None:
