@@ -72,6 +72,23 @@ def _resolve_deferred(x: ECDInputs, p2: Tensor, device: torch.device) -> tuple[T
     return owed, torch.where(has & (p2 > 0), pending, p2)
 
 
+def _kick(x: ECDInputs, moms: list[list[Tensor]], a: Tensor, coefs: list[tuple[Tensor, Tensor]],
+          device: torch.device) -> tuple[list[list[Tensor]], list[Tensor], Tensor]:
+    """The kicked momenta ``q = a p − c_g g − c_θ λ θ`` of every group (``coefs[i] = (c_g, c_θ)``
+    of group i, λ its weight decay), each group's ``‖q‖²``, and their sum."""
+    kicked, group_p2 = [], []
+    for params, grads, ps, (c_g, c_theta), lam in zip(x.params, x.grads, moms, coefs, x.decays):
+        qs = []
+        for theta, g, p in zip(params, grads, ps):
+            q = _like(a, p) * p - _like(c_g, g) * g
+            if lam:
+                q = q - _like(c_theta * lam, theta) * theta
+            qs.append(q)
+        kicked.append(qs)
+        group_p2.append(_sumsq(qs, device))
+    return kicked, group_p2, (torch.stack(group_p2).sum(0) if group_p2 else _zero(device))
+
+
 def _write(dst: Tensor, new: Tensor, move: Tensor) -> None:
     dst.copy_(torch.where(move.reshape(()), new, dst))
 
@@ -152,18 +169,7 @@ def ecdsep_program(x: ECDInputs, *, eta: float, F0: float, nu: float, s: float, 
     a = torch.where(seeded, 0.0, c * owed)
     b_seed = torch.where(seeded, c * owed * k, 0.0)
 
-    kicked, group_p2 = [], []
-    for params, grads, moms, dt, lam in zip(x.params, x.grads, x.moms, x.dts, x.decays):
-        b = dt * eta / pot
-        qs = []
-        for theta, g, p in zip(params, grads, moms):
-            q = _like(a, p) * p - _like(b + b_seed, g) * g
-            if lam:
-                q = q - _like(b * lam, theta) * theta
-            qs.append(q)
-        kicked.append(qs)
-        group_p2.append(_sumsq(qs, device))
-    p2_new = torch.stack(group_p2).sum(0) if group_p2 else _zero(device)
+    kicked, group_p2, p2_new = _kick(x, x.moms, a, [(dt * eta / pot + b_seed, dt * eta / pot) for dt in x.dts], device)
     kick_ok = torch.isfinite(p2_new)
     moving = move & kick_ok
     counts = finite & (kick_ok | ~move)
@@ -297,18 +303,8 @@ def bbi_program(x: ECDInputs, *, v0: float, delta: float, cons: bool, eps1: floa
     bounce = move & (fixed_due | (sc["counter"] >= t1)) if x.noise is not None else torch.zeros_like(move)
     kick = move & ~bounce
     v_over_e = pot / energy
-    kicked, group_p2 = [], []
-    for params, grads, ps, dt, lam in zip(x.params, x.grads, moms, x.dts, x.decays):
-        coef = 0.5 * dt * (v_over_e + 1.0 / v_over_e)
-        qs = []
-        for theta, g, p in zip(params, grads, ps):
-            q = _like(r, p) * p - _like(coef, g) * g
-            if lam:
-                q = q - _like(coef * lam, theta) * theta
-            qs.append(q)
-        kicked.append(qs)
-        group_p2.append(_sumsq(qs, device))
-    p2_kick = torch.stack(group_p2).sum(0) if group_p2 else _zero(device)
+    coefs = [0.5 * dt * (v_over_e + 1.0 / v_over_e) for dt in x.dts]
+    kicked, group_p2, p2_kick = _kick(x, moms, r, [(c, c) for c in coefs], device)
     noise = _flat(x.noise) if x.noise is not None else []
     u2 = _sumsq(noise, device)
     spread = torch.where(u2 > 0, torch.sqrt(p2r / torch.where(u2 > 0, u2, 1.0)), 1.0)
